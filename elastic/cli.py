@@ -1,0 +1,438 @@
+"""The ``elastic`` command: thin click wrappers over the core.
+
+Flags default to None and go to ``config.load`` so the order defaults -> toml ->
+env -> flags lives in one place. Exit codes: 0 ok, 1 a task or operation failed,
+2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from elastic import __version__, config, console, taskfiles
+from elastic.errors import ConfigError, ElasticError
+from elastic.tasks import NewTask
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def config_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The shared ``--config`` option."""
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        help="Configuration file (default ./elastic.toml).")(function)
+
+
+def server_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The shared ``--server`` option."""
+    return click.option("--server", "server_url",
+                        help="Orchestrator URL (default $ELASTIC_SERVER or http://127.0.0.1:5000).")(
+        function)
+
+
+def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ElasticErrors into one readable line and their exit code."""
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ElasticError as exc:
+            stderr.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            sys.exit(exc.exit_code)
+    return wrapper
+
+
+def load_config(config_path: str | None, **overrides: Any) -> config.Config:
+    """The configuration for a command, with its flags applied last."""
+    settings = config.load(config_path, overrides)
+    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def read_task_files(paths: tuple[str, ...]) -> list[NewTask]:
+    """All tasks of the given files (``-`` is stdin); a bad file stops everything."""
+    batch: list[NewTask] = []
+    for path in paths:
+        content = sys.stdin.read() if path == "-" else _read_file(path)
+        batch += taskfiles.parse_task_file(content, source="stdin" if path == "-" else Path(path).name)
+    return batch
+
+
+def _read_file(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("FILE", "argument", f"a readable task file ({exc.strerror})", path) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="elastic")
+def main() -> None:
+    """elastic: a task orchestrator for LLM calls, evolution and particle simulations.
+
+    Example:
+
+        elastic run examples/simulations.json
+    """
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default 5000).")
+@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@click.option("--insecure", is_flag=True, default=None,
+              help="Allow a non-loopback --host without a token.")
+@config_option
+@reports_errors
+def serve(host: str | None, port: int | None, database_url: str | None, insecure: bool | None,
+          config_path: str | None) -> None:
+    """Run the orchestrator: HTTP API, lease expiry, task_queues/ watching, results/.
+
+    Example:
+
+        elastic serve --port 5000 --db sqlite:///elastic.db
+    """
+    from elastic.server.serve import Orchestrator, check_bind_address
+
+    settings = load_config(config_path, host=host, port=port, database_url=database_url,
+                           insecure=insecure)
+    check_bind_address(settings)
+    orchestrator = Orchestrator(settings)
+    signal.signal(signal.SIGTERM, _interrupt)
+    stderr.print(f"elastic serving on {orchestrator.url}", highlight=False)
+    orchestrator.serve_forever()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM stops the server the way Ctrl-C does: cleanly, with a last results file."""
+    raise KeyboardInterrupt
+
+
+@main.command()
+@server_option
+@click.option("--type", "worker_type", default="simulation", show_default=True,
+              type=click.Choice(["deepseek", "groq", "gemini", "simulation", "evolution"]),
+              help="What this worker runs.")
+@click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<random>).")
+@click.option("--capacity", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Tasks run at the same time.")
+@click.option("--port", type=int, help="Also serve /health /status /history /metrics here.")
+@click.option("--capabilities", "capabilities_json", help="JSON object widening the defaults.")
+@config_option
+@reports_errors
+def worker(server_url: str | None, worker_type: str, worker_id: str | None, capacity: int,
+           port: int | None, capabilities_json: str | None, config_path: str | None) -> None:
+    """Run a worker: register, lease tasks, execute them, heartbeat, report.
+
+    Example:
+
+        elastic worker --type simulation --capacity 2 --server http://127.0.0.1:5000
+    """
+    from elastic.transport import Transport
+    from elastic.worker.loop import WorkerLoop, WorkerSettings
+    from elastic.worker.presets import worker_capabilities, worker_provider
+    from elastic.worker.status_server import start_status_server
+
+    settings = load_config(config_path, server_url=server_url)
+    extra = _parse_json_option("capabilities", capabilities_json)
+    worker_settings = WorkerSettings(
+        worker_id=worker_id or f"{worker_type}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
+        worker_type=worker_type, capacity=capacity,
+        capabilities=worker_capabilities(worker_type, extra),
+        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
+        poll_wait_seconds=settings.poll_interval_seconds,
+        checkpoint_interval_seconds=settings.checkpoint_interval_seconds)
+    loop = WorkerLoop(Transport(settings.server_url, token=settings.token), worker_settings,
+                      provider=worker_provider(worker_type, settings))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: loop.stop())
+    if port is not None:
+        start_status_server(loop, host="127.0.0.1", port=port, token=settings.token)
+    loop.run()
+
+
+def _parse_json_option(name: str, raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ConfigError(name, "flag", "a JSON object", raw) from None
+    if not isinstance(value, dict):
+        raise ConfigError(name, "flag", "a JSON object", raw)
+    return value
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@server_option
+@click.option("--wait", is_flag=True, help="Show a progress bar until every task ends.")
+@config_option
+@reports_errors
+def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
+           config_path: str | None) -> None:
+    """Send task files (either format; '-' reads stdin) to the orchestrator.
+
+    Example:
+
+        elastic submit examples/tareas_manuales_ejemplo.json --wait
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    transport = Transport(settings.server_url, token=settings.token)
+    batch = read_task_files(files)
+    answer = transport.post("/api/tasks/submit", {"tasks": [_task_body(task) for task in batch]})
+    stdout.print(f"submitted {answer['created']} task(s), {answer['duplicates']} already known")
+    if wait and not _wait_with_progress(transport, answer["task_ids"]):
+        sys.exit(1)
+
+
+def _task_body(task: NewTask) -> dict[str, Any]:
+    return {"task_id": task.task_id, "type": task.type, "data": task.data,
+            "priority": task.priority, "description": task.description}
+
+
+def _wait_with_progress(transport: Any, task_ids: list[str]) -> bool:
+    statuses: dict[str, dict[str, Any]] = {}
+    with console.batch_progress() as progress:
+        bar = progress.add_task("tasks", total=len(task_ids), detail="")
+        while True:
+            open_ids = [tid for tid in task_ids if statuses.get(tid, {}).get("finished_at") is None]
+            for number, task_id in enumerate(open_ids):
+                statuses[task_id] = transport.get(f"/api/tasks/status/{task_id}",
+                                                  params={"wait": 1 if number == 0 else 0})
+            done = [s for s in statuses.values() if s["finished_at"] is not None]
+            progress.update(bar, completed=len(done),
+                            detail=console.count_words(s["status"] for s in statuses.values()))
+            if len(done) == len(task_ids):
+                return all(s["status"] == "completed" for s in done)
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--once", is_flag=True, help="Ingest what is there now and exit.")
+@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@config_option
+@reports_errors
+def ingest(path: str | None, once: bool, database_url: str | None,
+           config_path: str | None) -> None:
+    """Queue the JSON batches in task_queues/ (what serve does continuously).
+
+    Example:
+
+        elastic ingest task_queues --once
+    """
+    from elastic import ingest as ingesting
+    from elastic.store import open_store
+
+    settings = load_config(config_path, database_url=database_url)
+    store = open_store(settings.database_url, max_retries=settings.max_task_retries)
+    folder = Path(path) if path else settings.resolve(settings.task_queues_path)
+    while True:
+        report = ingesting.ingest_folder(store, folder)
+        for line in report.lines():
+            stdout.print(line, highlight=False)
+        if once:
+            sys.exit(1 if report.rejected else 0)
+        time.sleep(settings.task_distribution_interval_seconds)
+
+
+@main.command()
+@server_option
+@click.option("--watch", is_flag=True, help="Refresh every 2 seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@config_option
+@reports_errors
+def status(server_url: str | None, watch: bool, as_json: bool, config_path: str | None) -> None:
+    """Show workers, tasks by state, success rates and recent failures.
+
+    Example:
+
+        elastic status --watch
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    transport = Transport(settings.server_url, token=settings.token)
+    if as_json:
+        stdout.print_json(json.dumps(_status_data(transport)))
+        return
+    if not watch:
+        stdout.print(_status_screen(transport))
+        return
+    with Live(_status_screen(transport), console=stdout, refresh_per_second=1) as live:
+        while True:
+            time.sleep(2)
+            live.update(_status_screen(transport))
+
+
+def _status_data(transport: Any) -> dict[str, Any]:
+    tasks = transport.get("/api/tasks", params={"limit": 1000})["tasks"]
+    return {"stats": transport.get("/api/stats"),
+            "workers": transport.get("/api/workers/list")["workers"],
+            "recent_failures": [t for t in tasks if t["status"] == "failed"][:10]}
+
+
+def _status_screen(transport: Any) -> Any:
+    data = _status_data(transport)
+    return console.status_view(data["stats"], data["workers"], data["recent_failures"])
+
+
+@main.command()
+@click.argument("task_id")
+@server_option
+@config_option
+@reports_errors
+def cancel(task_id: str, server_url: str | None, config_path: str | None) -> None:
+    """Cancel a pending or running task.
+
+    Example:
+
+        elastic cancel sim_001
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    answer = Transport(settings.server_url, token=settings.token).post(
+        f"/api/tasks/{task_id}/cancel")
+    stdout.print(f"{answer['task_id']}: {answer['status']}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--workers", "workers_per_type", type=click.IntRange(1, 64),
+              default=lambda: max(2, os.cpu_count() or 2),
+              help="Worker processes per needed type (default: CPU count, at least 2).")
+@click.option("--llm-type", type=click.Choice(["deepseek", "groq", "gemini"]), default="deepseek",
+              show_default=True, help="Worker type for LLM tasks in the batch.")
+@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@config_option
+@reports_errors
+def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_url: str | None,
+        config_path: str | None) -> None:
+    """Run a batch on this machine: a local server, worker processes, a progress bar,
+    results/ written and a summary. Exit code 0 only if every task completed.
+
+    Example:
+
+        elastic run examples/simulations.json --workers 2
+    """
+    from elastic import runner
+
+    settings = load_config(config_path, database_url=database_url)
+    logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))
+    batch = read_task_files(files)
+    with console.batch_progress() as progress:
+        bar = progress.add_task("batch", total=len(batch), detail="")
+
+        def show(tasks: list[Any]) -> None:
+            finished = sum(task.status.is_final for task in tasks)
+            progress.update(bar, completed=finished,
+                            detail=console.count_words(t.status.value for t in tasks))
+
+        outcome = runner.run_batch(batch, settings, workers_per_type=workers_per_type,
+                                   llm_worker_type=llm_type, on_progress=show)
+    if outcome.already_known:
+        stdout.print(f"{outcome.already_known} task(s) were already in the database "
+                     "(same task_id): shown as they ended, not run again")
+    stdout.print(console.summary_table(outcome.tasks))
+    if outcome.results_file:
+        stdout.print(f"results written to {outcome.results_file}", highlight=False)
+    sys.exit(0 if outcome.all_completed else 1)
+
+
+@main.command("new-batch")
+@click.option("--algorithm", type=click.Choice(["python", "numpy", "cython"]),
+              help="Simulation algorithm (non-interactive when given).")
+@click.option("--particles", type=int, help="num_particles.")
+@click.option("--steps", type=int, help="num_steps.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first task.")
+@click.option("--priority", default="medium", show_default=True, help="high, medium, low or 1..10.")
+@click.option("--description", default="Lote de tareas de simulación", show_default=True)
+@click.option("--count", type=click.IntRange(1, 10_000), default=1, show_default=True,
+              help="How many tasks (seeds seed, seed+1, ...).")
+@click.option("--output", type=click.Path(), help="File or folder (default task_queues/).")
+@config_option
+@reports_errors
+def new_batch(algorithm: str | None, particles: int | None, steps: int | None, seed: int,
+              priority: str, description: str, count: int, output: str | None,
+              config_path: str | None) -> None:
+    """Create a batch of simulation tasks, interactively or from flags.
+
+    Example:
+
+        elastic new-batch --algorithm cython --particles 500 --steps 1000 --count 4
+    """
+    from elastic import batchgen
+
+    settings = load_config(config_path)
+    if algorithm is None:
+        document = batchgen.prompt_batch(stdout, click.prompt)
+    else:
+        if particles is None or steps is None:
+            raise ConfigError("particles/steps", "flag", "--particles and --steps with --algorithm")
+        document = batchgen.build_batch(
+            algorithm=algorithm, num_particles=particles, num_steps=steps, seed=seed,
+            priority=priority, description=description, count=count,
+            created_by=os.environ.get("USER", "elastic new-batch"))
+    path = batchgen.write_batch(document, Path(output) if output
+                                else settings.resolve(settings.task_queues_path))
+    stdout.print(f"wrote {len(document['tasks'])} task(s) to {path}", highlight=False)
+
+
+@main.group()
+def results() -> None:
+    """Results stored in the database."""
+
+
+@results.command("export")
+@click.option("--since", help="Only tasks ended at or after this ISO date/time (UTC if no zone).")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
+              show_default=True)
+@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@config_option
+@reports_errors
+def results_export(since: str | None, fmt: str, database_url: str | None,
+                   config_path: str | None) -> None:
+    """Write ended tasks and their results to stdout as JSON or CSV.
+
+    Example:
+
+        elastic results export --since 2024-07-08 --format csv > results.csv
+    """
+    from elastic import results as results_module
+    from elastic.store import open_store
+
+    settings = load_config(config_path, database_url=database_url)
+    store = open_store(settings.database_url)
+    results_module.export_results(store, since=_parse_since(since), fmt=fmt, out=sys.stdout)
+
+
+def _parse_since(since: str | None) -> float | None:
+    if since is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        raise ConfigError("since", "flag", "an ISO date or date-time, e.g. 2024-07-08T14:30",
+                          since) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

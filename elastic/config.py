@@ -1,0 +1,213 @@
+"""Configuration: the ONLY place that knows defaults, elastic.toml, the environment and flags.
+
+Order, later wins: built-in defaults -> elastic.toml -> the seed's environment names
+(``MAX_TASK_RETRIES``...) -> ``ELASTIC_*`` environment variables -> command-line flags.
+A bad value raises ``ConfigError`` naming the key, where it came from and what is wanted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from elastic.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("elastic.toml")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Environment names from the seeds, kept as they were promised to users.
+SEED_ENV_NAMES = {
+    "max_task_retries": "MAX_TASK_RETRIES",
+    "worker_timeout_seconds": "WORKER_TIMEOUT",
+    "task_distribution_interval_seconds": "TASK_DISTRIBUTION_INTERVAL",
+    "results_path": "RESULTS_STORAGE_PATH",
+    "log_level": "LOG_LEVEL",
+}
+# ELASTIC_SERVER / ELASTIC_TOKEN / ELASTIC_DATABASE_URL are the interface's names.
+ELASTIC_ENV_NAMES = {"server_url": "ELASTIC_SERVER"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Every setting elastic reads. elastic.toml documents each one."""
+
+    server_url: str = "http://127.0.0.1:5000"
+    database_url: str = ""
+    token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 5000
+    insecure: bool = False
+    max_task_retries: int = 3
+    worker_timeout_seconds: float = 60.0
+    lease_seconds: float = 90.0
+    heartbeat_interval_seconds: float = 30.0
+    poll_interval_seconds: float = 5.0
+    expiry_check_interval_seconds: float = 1.0
+    task_distribution_interval_seconds: float = 2.0
+    results_interval_seconds: float = 10.0
+    results_path: str = "results"
+    task_queues_path: str = "task_queues"
+    log_level: str = "INFO"
+    max_body_bytes: int = 10 * 1024 * 1024
+    server_threads: int = 32
+    max_wait_seconds: float = 60.0
+    checkpoint_interval_seconds: float = 30.0
+    memory_limit_mb: float = 2048.0
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_path: str = str(DEFAULT_CONFIG_PATH)
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config, taken relative to the config file's folder."""
+        path = Path(relative)
+        return path if path.is_absolute() else Path(self.config_path).resolve().parent / path
+
+    def provider_settings(self, name: str) -> dict[str, Any]:
+        """The [providers.<name>] table (empty when absent)."""
+        return dict(self.providers.get(name, {}))
+
+
+def _whole(minimum: int) -> tuple[str, Callable[[Any], Any]]:
+    def convert(value: Any) -> int:
+        number = int(value) if isinstance(value, str) else value
+        if isinstance(number, bool) or not isinstance(number, int) or number < minimum:
+            raise ValueError
+        return number
+    return f"a whole number >= {minimum}", convert
+
+
+def _seconds(minimum: float) -> tuple[str, Callable[[Any], Any]]:
+    def convert(value: Any) -> float:
+        number = float(value) if isinstance(value, str | int) and not isinstance(value, bool) else value
+        if not isinstance(number, float) or not number >= minimum:
+            raise ValueError
+        return number
+    return f"a number of seconds >= {minimum}", convert
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value in (None, "") else _text(value)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError
+
+
+def _log_level(value: Any) -> str:
+    level = str(value).upper()
+    if level not in LOG_LEVELS:
+        raise ValueError
+    return level
+
+
+def _providers(value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValueError
+    return value
+
+
+CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "server_url": ("a URL such as http://127.0.0.1:5000", _text),
+    "database_url": ("a database URL such as sqlite:///elastic.db", _text),
+    "token": ("a non-empty string", _optional_text),
+    "host": ("a host name or address", _text),
+    "port": ("a port number 0..65535", lambda v: _port(v)),
+    "insecure": ("true or false", _flag),
+    "max_task_retries": _whole(0),
+    "worker_timeout_seconds": _seconds(0.1),
+    "lease_seconds": _seconds(0.1),
+    "heartbeat_interval_seconds": _seconds(0.05),
+    "poll_interval_seconds": _seconds(0.01),
+    "expiry_check_interval_seconds": _seconds(0.01),
+    "task_distribution_interval_seconds": _seconds(0.01),
+    "results_interval_seconds": _seconds(0.01),
+    "results_path": ("a folder path", _text),
+    "task_queues_path": ("a folder path", _text),
+    "log_level": ("one of " + ", ".join(LOG_LEVELS), _log_level),
+    "max_body_bytes": _whole(1024),
+    "server_threads": _whole(2),
+    "max_wait_seconds": _seconds(0.0),
+    "checkpoint_interval_seconds": _seconds(0.01),
+    "memory_limit_mb": _seconds(1.0),
+    "providers": ("tables [providers.<name>]", _providers),
+}
+
+
+def _port(value: Any) -> int:
+    port = _whole(0)[1](value)
+    if port > 65535:
+        raise ValueError
+    return port
+
+
+def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+         *, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from defaults, the toml file, the environment and ``overrides``.
+
+    Args:
+        path: the toml file; ``None`` means ./elastic.toml if it exists. A path given
+            explicitly must exist.
+        overrides: values from command-line flags; ``None`` values are ignored.
+        environ: the environment (``os.environ`` by default).
+
+    Raises:
+        ConfigError: naming the key, its source and what is wanted.
+    """
+    environ = os.environ if environ is None else environ
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    values: dict[str, Any] = {"config_path": str(config_path)}
+    if path is not None or config_path.exists():
+        _apply(values, _read_toml(config_path), source=str(config_path))
+    for key, name in SEED_ENV_NAMES.items():
+        if name in environ:
+            _apply(values, {key: environ[name]}, source=f"environment {name}")
+    for key in CONVERTERS:
+        name = ELASTIC_ENV_NAMES.get(key, f"ELASTIC_{key.upper()}")
+        if name in environ and key != "providers":
+            _apply(values, {key: environ[name]}, source=f"environment {name}")
+    _apply(values, {k: v for k, v in (overrides or {}).items() if v is not None}, source="flag")
+    config = Config(**values)
+    if not config.database_url:
+        default_db = Path(config.config_path).resolve().parent / "elastic.db"
+        config = dataclasses.replace(config, database_url=f"sqlite:///{default_db}")
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError("config", str(path), "an existing TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", str(path), f"valid TOML ({exc})") from None
+
+
+def _apply(values: dict[str, Any], raw: Mapping[str, Any], *, source: str) -> None:
+    for key, value in raw.items():
+        if key not in CONVERTERS:
+            known = ", ".join(sorted(CONVERTERS))
+            raise ConfigError(key, source, f"a known key ({known})")
+        wanted, convert = CONVERTERS[key]
+        try:
+            values[key] = convert(value)
+        except (ValueError, TypeError):
+            shown = "<hidden>" if key == "token" else value
+            raise ConfigError(key, source, wanted, shown) from None

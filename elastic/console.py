@@ -1,0 +1,114 @@
+"""Rich rendering for the command line: status tables, batch summaries, progress bars."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Group
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from elastic.tasks import Task, TaskStatus
+
+STATUS_STYLES = {"completed": "green", "failed": "red", "cancelled": "yellow",
+                 "assigned": "cyan", "pending": "white", "redistributed": "magenta",
+                 "online": "green", "busy": "cyan", "dead": "red", "offline": "dim"}
+
+
+def styled(word: str) -> str:
+    """A status word in its colour."""
+    style = STATUS_STYLES.get(word, "white")
+    return f"[{style}]{word}[/{style}]"
+
+
+def batch_progress() -> Progress:
+    """The progress bar used by ``run`` and ``submit --wait``."""
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+
+
+def count_words(statuses: Iterable[str]) -> str:
+    """``3 completed, 1 failed`` for the progress bar's detail column."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    return ", ".join(f"{n} {styled(word)}" for word, n in sorted(counts.items()))
+
+
+def summary_table(tasks: Sequence[Task]) -> Table:
+    """One row per task of a batch: status, algorithm, worker, time and the key figures."""
+    table = Table(title="batch summary")
+    for column in ("task", "type", "status", "worker", "attempts", "time (s)", "outcome"):
+        table.add_column(column)
+    for task in tasks:
+        elapsed = task.execution_time_s
+        table.add_row(task.task_id, _type_label(task), styled(task.status.value),
+                      task.worker_id or "-", str(task.attempts),
+                      f"{elapsed:.2f}" if elapsed is not None else "-", _outcome(task))
+    return table
+
+
+def _type_label(task: Task) -> str:
+    ran = (task.result or {}).get("algorithm") or task.data.get("algorithm")
+    return f"{task.type} ({ran})" if ran else task.type
+
+
+def _outcome(task: Task) -> str:
+    result = task.result or {}
+    if task.status is not TaskStatus.COMPLETED:
+        return f"[red]{task.error or ''}[/red]"
+    if "total_energy" in result:
+        return f"E={result['total_energy']:.6g} drift={result.get('energy_drift', 0):.2e}"
+    if "genome" in result:
+        return f"genome with {len(result['genome'])} genes"
+    output = str(result.get("output", ""))
+    return output[:60] + ("…" if len(output) > 60 else "")
+
+
+def status_view(stats: Mapping[str, Any], workers: Sequence[Mapping[str, Any]],
+                recent_failures: Sequence[Mapping[str, Any]]) -> Group:
+    """The ``elastic status`` screen: workers, tasks by state, recent failures."""
+    return Group(_workers_table(workers), _tasks_table(stats["tasks"]),
+                 _failures_table(recent_failures))
+
+
+def _workers_table(workers: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="workers")
+    for column in ("worker", "type", "status", "running", "completed", "failed",
+                   "success rate", "last heartbeat", "provider"):
+        table.add_column(column)
+    for worker in workers:
+        rate = worker.get("success_rate")
+        provider = (worker.get("info") or {}).get("provider")
+        table.add_row(worker["worker_id"], worker["worker_type"], styled(worker["status"]),
+                      f"{worker['active_tasks']}/{worker['capacity']}",
+                      str(worker["tasks_completed"]), str(worker["tasks_failed"]),
+                      "-" if rate is None else f"{rate:.0%}", worker.get("last_heartbeat") or "-",
+                      _provider_cell(provider))
+    return table
+
+
+def _provider_cell(provider: Mapping[str, Any] | None) -> str:
+    if not provider:
+        return "-"
+    return ", ".join(f"{key}={value}" for key, value in provider.items() if value is not None)
+
+
+def _tasks_table(counts: Mapping[str, int]) -> Table:
+    table = Table(title="tasks by state")
+    words = ["pending", "redistributed", "assigned", "completed", "failed", "cancelled", "total"]
+    for word in words:
+        table.add_column(word, justify="right")
+    table.add_row(*(str(counts.get(word, 0)) for word in words))
+    return table
+
+
+def _failures_table(failures: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="recent failures")
+    for column in ("task", "type", "attempts", "finished", "error"):
+        table.add_column(column)
+    for task in failures:
+        table.add_row(task["task_id"], task["type"], str(task["attempts"]),
+                      task.get("finished_at") or "-", f"[red]{task.get('error') or ''}[/red]")
+    return table

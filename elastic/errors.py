@@ -1,0 +1,134 @@
+"""The one error vocabulary of elastic.
+
+Every error the core raises is an ``ElasticError``. Its docstring is the default
+message; ``http_status`` is what the HTTP API answers with and ``exit_code`` what
+the command line exits with. The store, the server and the CLI translate to and
+from these at their edges, and nowhere else.
+"""
+
+from __future__ import annotations
+
+
+class ElasticError(Exception):
+    """Something went wrong in elastic."""
+
+    http_status = 500
+    exit_code = 1
+    retryable = True  # whether another attempt of the task could succeed
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        """The human-readable message."""
+        return str(self.args[0])
+
+
+class InvalidInput(ElasticError):
+    """The request or file is not valid."""
+
+    http_status = 400
+    retryable = False
+
+
+class InvalidTask(InvalidInput):
+    """A task is not valid.
+
+    ``field`` names the offending field (dotted path, e.g. ``data.parameters.seed``)
+    and ``index`` the task's position in its file or request, when there is one.
+    """
+
+    def __init__(self, problem: str, *, field: str | None = None, index: int | None = None) -> None:
+        self.problem = problem
+        self.field = field
+        self.index = index
+        where = []
+        if index is not None:
+            where.append(f"task {index}")
+        if field:
+            where.append(f"field '{field}'")
+        prefix = ", ".join(where)
+        super().__init__(f"{prefix}: {problem}" if prefix else problem)
+
+    def at_index(self, index: int) -> InvalidTask:
+        """The same error, located at task ``index`` of a batch."""
+        return InvalidTask(self.problem, field=self.field, index=index)
+
+    def as_dict(self) -> dict[str, object]:
+        """The error as JSON-ready data (for rejected-file reports and HTTP bodies)."""
+        return {"error": self.message, "index": self.index, "field": self.field,
+                "problem": self.problem}
+
+
+class UnknownTaskType(InvalidTask):
+    """The task type is not one elastic knows."""
+
+
+class UnavailableAlgorithm(ElasticError):
+    """The requested simulation algorithm is not available on this machine."""
+
+    retryable = False
+
+
+class NotFound(ElasticError):
+    """The thing asked for does not exist."""
+
+    http_status = 404
+
+
+class TaskNotFound(NotFound):
+    """No task has that id."""
+
+
+class WorkerNotFound(NotFound):
+    """No worker has that id; register first."""
+
+
+class Conflict(ElasticError):
+    """The request conflicts with the current state."""
+
+    http_status = 409
+
+
+class StaleLease(Conflict):
+    """The lease is not current: the task was given to someone else, or already ended."""
+
+
+class WrongState(Conflict):
+    """The task is not in a state that allows this."""
+
+
+class Unauthorized(ElasticError):
+    """Missing or wrong bearer token."""
+
+    http_status = 401
+
+
+class BodyTooLarge(ElasticError):
+    """The request body is larger than the server accepts."""
+
+    http_status = 413
+
+
+class TaskCancelled(ElasticError):
+    """The task was cancelled while it ran."""
+
+
+class ServerUnreachable(ElasticError):
+    """The orchestrator could not be reached."""
+
+
+class TaskTimeout(ElasticError):
+    """The task did not end in the time allowed."""
+
+
+class ConfigError(ElasticError):
+    """A configuration value is not valid."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, source: str, wanted: str, value: object = None) -> None:
+        self.key, self.source, self.wanted = key, source, wanted
+        shown = "" if value is None else f" = {value!r}"
+        super().__init__(f"config: {key}{shown} (from {source}): wanted {wanted}")

@@ -1,0 +1,126 @@
+"""``elastic run``: a local orchestrator, worker processes and one batch, all at once.
+
+The same pieces as ``serve`` + ``worker`` + ``submit``: the orchestrator runs in a
+thread of this process on a free loopback port, the workers are real processes
+talking HTTP to it, and the batch is queued through the same store call. Task ids
+are stable (given, or derived from the file), so running a file again after an
+interruption finishes what was left instead of starting over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from elastic.config import Config
+from elastic.server.serve import Orchestrator
+from elastic.tasks import LLM_TASK_TYPES, NewTask, Task, TaskStatus
+
+WORKER_STOP_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """How a batch ended: its tasks as they ended and the results file written."""
+
+    tasks: list[Task]
+    results_file: Path | None
+    already_known: int
+
+    @property
+    def all_completed(self) -> bool:
+        """Whether every task of the batch completed."""
+        return all(task.status is TaskStatus.COMPLETED for task in self.tasks)
+
+
+def worker_types_for(batch: Sequence[NewTask], *, llm_worker_type: str) -> list[str]:
+    """The worker types a batch needs, in a stable order."""
+    needed = []
+    for task in batch:
+        if task.type == "simulation":
+            kind = "simulation"
+        elif task.type in LLM_TASK_TYPES or task.data.get("mode") == "llm":
+            kind = llm_worker_type
+        else:
+            kind = "evolution"
+        if kind not in needed:
+            needed.append(kind)
+    return needed
+
+
+def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int,
+                  config: Config, log_folder: Path) -> list[subprocess.Popen[bytes]]:
+    """Start ``per_type`` worker processes of each type, logging to ``log_folder``."""
+    log_folder.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for worker_type in worker_types:
+        for number in range(1, per_type + 1):
+            worker_id = f"run-{worker_type}-{number}"
+            log_file = (log_folder / f"{worker_id}.log").open("ab")
+            command = [sys.executable, "-m", "elastic", "worker", "--server", server_url,
+                       "--type", worker_type, "--id", worker_id, "--config", config.config_path]
+            processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                              env={**os.environ, "ELASTIC_SERVER": server_url}))
+    return processes
+
+
+def stop_workers(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Ask workers to stop (SIGTERM: they hand back and unregister), then make sure."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=WORKER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int,
+              llm_worker_type: str = "deepseek",
+              on_progress: Callable[[list[Task]], None] = lambda tasks: None) -> BatchOutcome:
+    """Serve, start workers, queue ``batch`` and wait until every task of it has ended."""
+    local = dataclasses.replace(config, host="127.0.0.1", port=0)
+    orchestrator = Orchestrator(local, watch_folder=False)
+    orchestrator.start_in_thread()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        outcomes = orchestrator.store.submit_tasks(batch)
+        ids = [outcome.task_id for outcome in outcomes]
+        processes = start_workers(orchestrator.url, worker_types_for(batch, llm_worker_type=llm_worker_type),
+                                  per_type=workers_per_type, config=local,
+                                  log_folder=config.resolve("logs"))
+        tasks = wait_for_tasks(orchestrator, ids, on_progress=on_progress, processes=processes)
+    finally:
+        stop_workers(processes)
+        orchestrator.stop()
+    return BatchOutcome(tasks=tasks, results_file=orchestrator.last_results_file,
+                        already_known=sum(not outcome.created for outcome in outcomes))
+
+
+def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
+                   on_progress: Callable[[list[Task]], None],
+                   processes: Sequence[subprocess.Popen[bytes]]) -> list[Task]:
+    """Wait (woken by each change in the store) until every task has ended.
+
+    Raises:
+        RuntimeError: every worker process exited while tasks were left.
+    """
+    store = orchestrator.store
+    while True:
+        seen = store.changes.version
+        tasks = store.get_tasks(task_ids)
+        on_progress(tasks)
+        if all(task.status.is_final for task in tasks):
+            return tasks
+        if processes and all(process.poll() is not None for process in processes):
+            raise RuntimeError("every worker process exited before the batch ended; "
+                               "see the logs/ folder")
+        store.changes.wait_for_change(seen, 1.0)

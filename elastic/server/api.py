@@ -1,0 +1,243 @@
+"""The seed-000 HTTP protocol (/health and /api/...): thin routes over the Store.
+
+Status words here are the seed's: pending/assigned/completed/failed (+ cancelled)
+for tasks and online/busy/dead/offline for workers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import bottle
+
+from elastic import taskfiles
+from elastic.config import Config
+from elastic.errors import InvalidInput
+from elastic.server.app import field_of, query_number, read_json
+from elastic.store import Store
+from elastic.tasks import WORKER_TYPE_TASKS, Lease, Task, Worker, WorkerStatus, iso
+
+MAX_LEASES_PER_POLL = 100
+
+
+def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
+    """Attach the seed-000 routes to ``app``."""
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        counts = store.count_tasks()
+        workers = store.list_workers()
+        return {"status": "healthy", "workers_online": sum(w.is_live for w in workers),
+                "tasks_pending": counts["pending"]}
+
+    @app.post("/api/workers/register")
+    def register_worker() -> dict[str, Any]:
+        body = read_json()
+        worker_id = _identifier(body, "worker_id")
+        worker_type = field_of(body, "worker_type", str)
+        capabilities = field_of(body, "capabilities", dict, required=False, default={})
+        if worker_type not in WORKER_TYPE_TASKS and not capabilities.get("task_types"):
+            known = ", ".join(WORKER_TYPE_TASKS)
+            raise InvalidInput(f"field 'worker_type': unknown type {worker_type!r} (known: {known})"
+                               " or give capabilities.task_types")
+        _check_string_list(capabilities, "task_types", "algorithms", "models")
+        capacity = field_of(body, "capacity", int, required=False, default=1)
+        if not 1 <= capacity <= 1024:
+            raise InvalidInput("field 'capacity': must be between 1 and 1024")
+        store.register_worker(worker_id, worker_type=worker_type, capabilities=capabilities,
+                              capacity=capacity)
+        return {"status": "registered", "worker_id": worker_id}
+
+    @app.post("/api/workers/<worker_id>/heartbeat")
+    def heartbeat(worker_id: str) -> dict[str, Any]:
+        body = read_json(required=False)
+        running = field_of(body, "tasks", dict, required=False, default={})
+        tokens, progress = _running_tasks(running)
+        info = field_of(body, "info", dict, required=False)
+        revoked = store.heartbeat(worker_id, running=tokens, progress=progress, info=info)
+        return {"status": "ok", "revoked": revoked}
+
+    @app.get("/api/workers/<worker_id>/tasks")
+    def poll_tasks(worker_id: str) -> dict[str, Any]:
+        wait = query_number("wait", default=0.0, minimum=0.0, maximum=config.max_wait_seconds)
+        limit = int(query_number("limit", default=1, minimum=1, maximum=MAX_LEASES_PER_POLL))
+        max_tokens = None
+        if bottle.request.query.get("max_tokens"):
+            max_tokens = int(query_number("max_tokens", default=0, minimum=0, maximum=10**9))
+        types = [t for t in bottle.request.query.get("types", "").split(",") if t] or None
+        leases = _lease_with_wait(store, worker_id, wait=wait, limit=limit, types=types,
+                                  max_tokens=max_tokens)
+        payloads = [lease_payload(lease) for lease in leases]
+        answer: dict[str, Any] = {"task": payloads[0] if payloads else None}
+        if "limit" in bottle.request.query:
+            answer["tasks"] = payloads
+        return answer
+
+    @app.post("/api/tasks/submit")
+    def submit() -> dict[str, Any]:
+        body = read_json()
+        new_tasks = taskfiles.parse_task_document(body, source="api", derive_ids=False)
+        outcomes = store.submit_tasks(new_tasks)
+        if "tasks" not in body:
+            return {"task_id": outcomes[0].task_id, "status": "submitted",
+                    "created": outcomes[0].created}
+        return {"task_ids": [o.task_id for o in outcomes], "status": "submitted",
+                "created": sum(o.created for o in outcomes),
+                "duplicates": sum(not o.created for o in outcomes)}
+
+    @app.post("/api/tasks/<task_id>/result")
+    def report_result(task_id: str) -> dict[str, Any]:
+        body = read_json()
+        worker_id = field_of(body, "worker_id", str)
+        result = field_of(body, "result", dict)
+        token = field_of(body, "lease_token", int, required=False)
+        store.record_result(task_id, worker_id=worker_id, lease_token=token, result=result)
+        return {"status": "received"}
+
+    @app.post("/api/tasks/<task_id>/checkpoint")
+    def save_checkpoint(task_id: str) -> dict[str, Any]:
+        body = read_json()
+        progress = field_of(body, "progress", (int, float), required=False)
+        store.save_checkpoint(task_id, worker_id=field_of(body, "worker_id", str),
+                              lease_token=field_of(body, "lease_token", int, required=False),
+                              checkpoint=field_of(body, "checkpoint", dict), progress=progress)
+        return {"status": "saved"}
+
+    @app.post("/api/tasks/<task_id>/release")
+    def release_task(task_id: str) -> dict[str, Any]:
+        body = read_json()
+        task = store.release_task(task_id, worker_id=field_of(body, "worker_id", str),
+                                  lease_token=field_of(body, "lease_token", int, required=False))
+        return {"task_id": task.task_id, "status": task.status.value}
+
+    @app.post("/api/tasks/<task_id>/cancel")
+    def cancel(task_id: str) -> dict[str, Any]:
+        task = store.cancel_task(task_id)
+        return {"task_id": task.task_id, "status": task.status.value}
+
+    @app.get("/api/tasks/status/<task_id>")
+    def task_status(task_id: str) -> dict[str, Any]:
+        wait = query_number("wait", default=0.0, minimum=0.0, maximum=config.max_wait_seconds)
+        task = _task_with_wait(store, task_id, wait=wait)
+        return task_status_payload(task, store)
+
+    @app.get("/api/tasks")
+    def list_tasks() -> dict[str, Any]:
+        limit = int(query_number("limit", default=1000, minimum=1, maximum=100_000))
+        found = store.list_tasks(limit=limit, newest_first=True)
+        return {"tasks": [task_summary(task) for task in found], "total": len(found)}
+
+    @app.get("/api/workers/list")
+    def list_workers() -> dict[str, Any]:
+        found = store.list_workers()
+        return {"workers": [worker_payload(w) for w in found], "total": len(found)}
+
+    @app.get("/api/stats")
+    def stats() -> dict[str, Any]:
+        counts = store.count_tasks()
+        found = store.list_workers()
+        by_status = {status.value: sum(w.status is status for w in found) for status in WorkerStatus}
+        return {
+            "workers": {**by_status, "total": len(found)},
+            "tasks": counts,
+            "success_rate_by_worker": {w.worker_id: w.success_rate for w in found},
+            "total_execution_time": store.total_execution_seconds(),
+        }
+
+    @app.post("/api/workers/<worker_id>/unregister")
+    def unregister(worker_id: str) -> dict[str, Any]:
+        store.unregister_worker(worker_id)
+        return {"status": "unregistered", "worker_id": worker_id}
+
+
+def _identifier(body: dict[str, Any], name: str) -> str:
+    value = field_of(body, name, str)
+    if not value.strip() or len(value) > 200 or "/" in value:
+        raise InvalidInput(f"field '{name}': must be 1..200 characters without '/'")
+    return value
+
+
+def _check_string_list(capabilities: dict[str, Any], *names: str) -> None:
+    for name in names:
+        value = capabilities.get(name)
+        if value is not None and (not isinstance(value, list)
+                                  or not all(isinstance(v, str) for v in value)):
+            raise InvalidInput(f"field 'capabilities.{name}': expected a list of strings")
+
+
+def _running_tasks(running: dict[str, Any]) -> tuple[dict[str, int], dict[str, float]]:
+    tokens, progress = {}, {}
+    for task_id, state in running.items():
+        if not isinstance(state, dict) or not isinstance(state.get("lease_token"), int):
+            raise InvalidInput(f"field 'tasks.{task_id}': expected {{\"lease_token\": <int>, "
+                               "\"progress\": <number>}")
+        tokens[task_id] = state["lease_token"]
+        fraction = state.get("progress")
+        if isinstance(fraction, int | float) and not isinstance(fraction, bool):
+            progress[task_id] = float(fraction)
+    return tokens, progress
+
+
+def _lease_with_wait(store: Store, worker_id: str, *, wait: float, limit: int,
+                     types: list[str] | None, max_tokens: int | None) -> list[Lease]:
+    """Lease now, or hold the request up to ``wait`` seconds until a task arrives."""
+    deadline = time.monotonic() + wait
+    while True:
+        seen = store.changes.version
+        leases = store.lease_tasks(worker_id, limit=limit, task_types=types,
+                                   max_estimated_tokens=max_tokens)
+        remaining = deadline - time.monotonic()
+        if leases or remaining <= 0:
+            return leases
+        store.changes.wait_for_change(seen, remaining)
+
+
+def _task_with_wait(store: Store, task_id: str, *, wait: float) -> Task:
+    """The task now, or once it ends, holding the request up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        seen = store.changes.version
+        task = store.get_task(task_id)
+        remaining = deadline - time.monotonic()
+        if task.status.is_final or remaining <= 0:
+            return task
+        store.changes.wait_for_change(seen, remaining)
+
+
+def lease_payload(lease: Lease) -> dict[str, Any]:
+    """What a worker receives for one leased task (the seed's fields first)."""
+    task = lease.task
+    return {"task_id": task.task_id, "type": task.type, "data": task.data,
+            "priority": task.priority, "lease_token": lease.lease_token,
+            "lease_expires_at": iso(lease.lease_expires_at), "attempt": task.attempts,
+            "checkpoint": task.checkpoint}
+
+
+def task_summary(task: Task) -> dict[str, Any]:
+    """A task's main fields, in the seed-000 words."""
+    return {"task_id": task.task_id, "type": task.type, "status": task.status.value,
+            "priority": task.priority, "assigned_to": task.worker_id,
+            "attempts": task.attempts, "failures": task.failures, "progress": task.progress,
+            "description": task.description, "source": task.source, "error": task.error,
+            "created_at": iso(task.created_at), "finished_at": iso(task.finished_at)}
+
+
+def task_status_payload(task: Task, store: Store) -> dict[str, Any]:
+    """The seed's status answer plus the task's attempt history."""
+    history = [{"attempt": a.attempt, "worker_id": a.worker_id, "lease_token": a.lease_token,
+                "started_at": iso(a.started_at), "ended_at": iso(a.ended_at),
+                "outcome": a.outcome, "error": a.error} for a in store.task_attempts(task.task_id)]
+    return {**task_summary(task), "result": task.result, "data": task.data,
+            "execution_time": task.execution_time_s, "history": history}
+
+
+def worker_payload(worker: Worker) -> dict[str, Any]:
+    """A worker in the seed-000 words."""
+    return {"worker_id": worker.worker_id, "worker_type": worker.worker_type,
+            "status": worker.status.value, "tasks_completed": worker.tasks_completed,
+            "tasks_failed": worker.tasks_failed, "success_rate": worker.success_rate,
+            "capacity": worker.capacity, "active_tasks": worker.active_tasks,
+            "capabilities": worker.capabilities, "task_types": worker.task_types,
+            "last_heartbeat": iso(worker.last_heartbeat_at),
+            "registered_at": iso(worker.registered_at), "info": worker.info}

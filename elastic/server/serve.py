@@ -1,0 +1,135 @@
+"""Running the orchestrator: the threaded WSGI server and its background loops.
+
+waitress serves the bottle app on a thread pool sized for long polls. Beside it,
+daemon loops expire leases, ingest task_queues/ and write results/. ``Orchestrator``
+is used by ``elastic serve`` and, in-process, by ``elastic run``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from waitress.server import create_server
+
+from elastic import ingest, results
+from elastic.config import Config
+from elastic.errors import ConfigError
+from elastic.server.app import make_app
+from elastic.store import Store, open_store
+
+log = logging.getLogger("elastic.server")
+
+
+def check_bind_address(config: Config) -> None:
+    """Refuse a non-loopback bind address without a token unless ``insecure``."""
+    try:
+        loopback = config.host == "localhost" or ipaddress.ip_address(config.host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not config.token and not config.insecure:
+        raise ConfigError("host", "flag or config", "a loopback address, or a token "
+                          "(ELASTIC_TOKEN) for a reachable server, or --insecure", config.host)
+
+
+class Orchestrator:
+    """The server and its loops, startable in the foreground or in a thread."""
+
+    def __init__(self, config: Config, *, store: Store | None = None,
+                 watch_folder: bool = True, write_results: bool = True) -> None:
+        self.config = config
+        self.store = store or open_store(
+            config.database_url, max_retries=config.max_task_retries,
+            lease_seconds=config.lease_seconds,
+            worker_timeout_seconds=config.worker_timeout_seconds)
+        self.stopping = threading.Event()
+        self.server = create_server(make_app(self.store, config), host=config.host,
+                                    port=config.port, threads=config.server_threads,
+                                    channel_timeout=max(120, int(config.max_wait_seconds) + 30),
+                                    ident="elastic")
+        self.loops: list[threading.Thread] = []
+        self.last_results_file: Path | None = None
+        self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
+        if watch_folder:
+            folder = config.resolve(config.task_queues_path)
+            self._add_loop("ingest", config.task_distribution_interval_seconds,
+                           lambda: ingest.ingest_folder(self.store, folder))
+        if write_results:
+            self._add_loop("results", config.results_interval_seconds, self.write_results)
+
+    @property
+    def url(self) -> str:
+        """The base URL the server listens on."""
+        return f"http://{self.config.host}:{self.server.effective_port}"
+
+    def _add_loop(self, name: str, interval_seconds: float, step: Callable[[], object]) -> None:
+        def loop() -> None:
+            while not self.stopping.wait(interval_seconds):
+                try:
+                    step()
+                except Exception:
+                    log.exception("background loop %s failed; it will run again", name)
+
+        self.loops.append(threading.Thread(target=loop, name=name, daemon=True))
+
+    def _expire(self) -> None:
+        report = self.store.expire_leases()
+        for worker_id in report.workers_dead:
+            log.warning("worker %s stopped heartbeating: marked dead", worker_id)
+        for task_id in report.tasks_requeued:
+            log.info("task %s put back in the queue", task_id)
+        for task_id in report.tasks_failed:
+            log.warning("task %s failed: retries used up", task_id)
+
+    def write_results(self) -> Path | None:
+        """Write the results file for newly ended tasks and refresh orchestrator_stats.json."""
+        folder = self.config.resolve(self.config.results_path)
+        written = results.write_results_file(self.store, folder)
+        results.write_stats_file(self.store, folder)
+        self.last_results_file = written or self.last_results_file
+        return written
+
+    def start_loops(self) -> None:
+        """Give running leases a fresh term (downtime does not count), then start the loops."""
+        renewed = self.store.extend_live_leases()
+        if renewed:
+            log.info("renewed %d running leases after start", renewed)
+        for thread in self.loops:
+            thread.start()
+
+    def serve_forever(self) -> None:
+        """Serve until ``stop`` is called (or the process is interrupted)."""
+        self.start_loops()
+        log.info("elastic serving on %s (database %s)", self.url, _safe_url(self.config))
+        try:
+            self.server.run()
+        finally:
+            self.stop()
+
+    def start_in_thread(self) -> threading.Thread:
+        """Serve from a background thread (for ``elastic run`` and tests)."""
+        thread = threading.Thread(target=self.serve_forever, name="elastic-server", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Stop serving and the loops; writes a last results file."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.server.close()
+        self.server.task_dispatcher.shutdown(timeout=5)
+        try:
+            self.write_results()
+        except Exception:
+            log.exception("could not write the last results file")
+
+
+def _safe_url(config: Config) -> str:
+    """The database URL without a password."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(config.database_url).render_as_string(hide_password=True)

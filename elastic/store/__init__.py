@@ -1,0 +1,20 @@
+"""Durable task and worker state: open a Store on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from elastic.store.dialects import create_store_engine
+from elastic.store.migrate import upgrade_to_head
+from elastic.store.store import ExpiryReport, Store, SubmitOutcome
+
+
+def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
+               worker_timeout_seconds: float = 60.0, upgrade: bool = True) -> Store:
+    """Open the database at ``url``, upgrading its schema to the newest migration."""
+    engine = create_store_engine(url)
+    if upgrade:
+        upgrade_to_head(engine)
+    return Store(engine, max_retries=max_retries, lease_seconds=lease_seconds,
+                 worker_timeout_seconds=worker_timeout_seconds)
+
+
+__all__ = ["ExpiryReport", "Store", "SubmitOutcome", "open_store"]

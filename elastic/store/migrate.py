@@ -1,0 +1,39 @@
+"""Schema migrations through Alembic's API: the migrations ship inside the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config() -> AlembicConfig:
+    """An Alembic config pointing at the packaged migrations folder."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_PATH))
+    return config
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Create or upgrade the schema to the newest revision."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None for an empty database)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision shipped with this version of elastic."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

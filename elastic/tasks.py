@@ -1,0 +1,272 @@
+"""Task and worker records, their states, the allowed transitions and the priority rule.
+
+This module is the one place for these rules: the store, the server views and the
+CLI all call it. Times are seconds since the epoch (UTC) as floats: the same on
+SQLite and PostgreSQL, and trivially comparable.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+TASK_TYPES = (
+    "agent_action",
+    "code_generation",
+    "evolution_crossover",
+    "evolution_mutation",
+    "simulation",
+)
+LLM_TASK_TYPES = ("agent_action", "code_generation")
+
+# What each `elastic worker --type` runs by default (the seed's compatibility table).
+WORKER_TYPE_TASKS: dict[str, tuple[str, ...]] = {
+    "deepseek": ("agent_action", "code_generation", "evolution_crossover", "evolution_mutation"),
+    "groq": ("agent_action", "code_generation"),
+    "gemini": ("agent_action", "code_generation"),
+    "simulation": ("simulation",),
+    "evolution": ("evolution_crossover", "evolution_mutation"),
+}
+
+PRIORITY_WORDS = {"high": 8, "medium": 5, "low": 2}
+DEFAULT_PRIORITY = 5
+MIN_PRIORITY, MAX_PRIORITY = 1, 10
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is in its life. ``pending`` after a failed attempt reads
+    ``redistributed`` in the seed-004 views (see server/views.py)."""
+
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the task has ended for good."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.PENDING: frozenset({TaskStatus.ASSIGNED, TaskStatus.CANCELLED}),
+    TaskStatus.ASSIGNED: frozenset(
+        {TaskStatus.PENDING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
+    ),
+    TaskStatus.COMPLETED: frozenset(),
+    TaskStatus.FAILED: frozenset(),
+    TaskStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
+    """Whether the state machine allows ``old`` -> ``new``."""
+    return new in ALLOWED_TRANSITIONS[old]
+
+
+class WorkerStatus(enum.StrEnum):
+    """A worker's state in the seed-000 words. ``busy`` is derived (online with leases)."""
+
+    ONLINE = "online"
+    BUSY = "busy"
+    DEAD = "dead"
+    OFFLINE = "offline"
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one lease of a task ended."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    WORKER_DEAD = "worker_dead"
+    HANDED_BACK = "handed_back"
+    CANCELLED = "cancelled"
+
+
+def parse_priority(value: object) -> int:
+    """Turn a priority word (high/medium/low) or an integer 1..10 into 1..10.
+
+    Raises:
+        ValueError: with a message saying what is accepted.
+    """
+    if isinstance(value, str) and value.strip().lower() in PRIORITY_WORDS:
+        return PRIORITY_WORDS[value.strip().lower()]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer 1..10 or one of high/medium/low, got {value!r}")
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise ValueError(f"must be between 1 and 10, got {value}")
+    return value
+
+
+def priority_word(priority: int) -> str:
+    """The seed-004 word for a numeric priority (8+ high, 4..7 medium, else low)."""
+    if priority >= 8:
+        return "high"
+    if priority >= 4:
+        return "medium"
+    return "low"
+
+
+def estimate_tokens(task_type: str, data: Mapping[str, Any]) -> int:
+    """A rough token estimate for an LLM task (prompt chars / 4 + the answer budget).
+
+    Used by workers to check a provider's budget before leasing; 0 for non-LLM tasks.
+    """
+    if task_type not in LLM_TASK_TYPES and data.get("mode") != "llm":
+        return 0
+    text = repr(data.get("messages") or data.get("prompt") or data)
+    answer = data.get("max_tokens") if isinstance(data.get("max_tokens"), int) else 1024
+    return math.ceil(len(text) / 4) + answer
+
+
+def requirement_of(task_type: str, data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The (algorithm, model) a worker must offer to take this task; None means any."""
+    algorithm = data.get("algorithm") if task_type == "simulation" else None
+    model = data.get("model") if isinstance(data.get("model"), str) else None
+    return (algorithm if isinstance(algorithm, str) else None), model
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Seconds since the epoch as an ISO-8601 UTC string (None stays None)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewTask:
+    """A validated task about to be queued."""
+
+    task_id: str
+    type: str
+    data: dict[str, Any]
+    priority: int = DEFAULT_PRIORITY
+    description: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task:
+    """A task as stored."""
+
+    task_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    priority: int
+    status: TaskStatus
+    algorithm: str | None
+    model: str | None
+    estimated_tokens: int
+    description: str | None
+    source: str | None
+    attempts: int
+    failures: int
+    max_retries: int
+    worker_id: str | None
+    lease_token: int
+    lease_expires_at: float | None
+    progress: float | None
+    checkpoint: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Task:
+        """Build from a database row mapping."""
+        values = {name: row[name] for name in cls.__dataclass_fields__}
+        values["status"] = TaskStatus(values["status"])
+        return cls(**values)
+
+    @property
+    def is_redistributed(self) -> bool:
+        """Pending again after at least one attempt (the seed-004 'redistributed')."""
+        return self.status is TaskStatus.PENDING and self.attempts > 0
+
+    @property
+    def execution_time_s(self) -> float | None:
+        """Seconds from the last lease start to the end, when ended."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lease:
+    """A task handed to a worker: the task and the fencing token that proves it."""
+
+    task: Task
+    lease_token: int
+    lease_expires_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """One lease of a task and how it ended."""
+
+    task_id: str
+    attempt: int
+    worker_id: str
+    lease_token: int
+    started_at: float
+    ended_at: float | None
+    outcome: str
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Attempt:
+        """Build from a database row mapping."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Worker:
+    """A registered worker."""
+
+    worker_id: str
+    worker_type: str
+    capabilities: dict[str, Any]
+    task_types: list[str]
+    algorithms: list[str]
+    models: list[str]
+    capacity: int
+    status: WorkerStatus
+    registered_at: float
+    last_heartbeat_at: float
+    tasks_completed: int
+    tasks_failed: int
+    info: dict[str, Any] = field(default_factory=dict)
+    active_tasks: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, active_tasks: int = 0) -> Worker:
+        """Build from a database row mapping; ``busy`` is derived from active leases."""
+        values = {name: row[name] for name in cls.__dataclass_fields__ if name != "active_tasks"}
+        status = WorkerStatus(values["status"])
+        if status is WorkerStatus.ONLINE and active_tasks > 0:
+            status = WorkerStatus.BUSY
+        values["status"] = status
+        return cls(**values, active_tasks=active_tasks)
+
+    @property
+    def is_live(self) -> bool:
+        """Online or busy (the seed-004 'active')."""
+        return self.status in (WorkerStatus.ONLINE, WorkerStatus.BUSY)
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed / (completed + failed), or None before any result."""
+        total = self.tasks_completed + self.tasks_failed
+        return None if total == 0 else self.tasks_completed / total

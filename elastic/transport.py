@@ -1,0 +1,90 @@
+"""HTTP to the orchestrator: one place that sends JSON and turns answers back into errors.
+
+Used by the worker loop, the CLI and ``elastic.client``. A JSON ``{"error": ...}``
+answer becomes the ``ElasticError`` of its status; a refused connection becomes
+``ServerUnreachable``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+
+from elastic.errors import (
+    BodyTooLarge,
+    Conflict,
+    ElasticError,
+    InvalidInput,
+    NotFound,
+    ServerUnreachable,
+    Unauthorized,
+)
+
+DEFAULT_SERVER = "http://127.0.0.1:5000"
+ERRORS_BY_STATUS: dict[int, type[ElasticError]] = {
+    400: InvalidInput, 401: Unauthorized, 404: NotFound, 409: Conflict, 413: BodyTooLarge,
+}
+
+
+class Transport:
+    """A keep-alive session to one orchestrator, with its bearer token."""
+
+    def __init__(self, server: str | None = None, *, token: str | None = None,
+                 timeout_seconds: float = 30.0) -> None:
+        self.server = (server or os.environ.get("ELASTIC_SERVER") or DEFAULT_SERVER).rstrip("/")
+        self.token = token if token is not None else os.environ.get("ELASTIC_TOKEN")
+        self.timeout_seconds = timeout_seconds
+        self.session = requests.Session()
+        if self.token:
+            self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    def request(self, method: str, path: str, *, json: Any = None,
+                params: dict[str, Any] | None = None,
+                timeout_seconds: float | None = None) -> Any:
+        """Send one request and return the decoded JSON answer.
+
+        Raises:
+            ServerUnreachable: the server could not be reached or did not answer in time.
+            ElasticError: the subclass matching the HTTP status, with the server's message.
+        """
+        url = f"{self.server}{path}"
+        try:
+            response = self.session.request(method, url, json=json, params=params,
+                                            timeout=timeout_seconds or self.timeout_seconds)
+        except requests.RequestException as exc:
+            raise ServerUnreachable(f"cannot reach the orchestrator at {self.server}: "
+                                    f"{type(exc).__name__}") from exc
+        if response.status_code >= 400:
+            raise error_from_response(response)
+        try:
+            return response.json()
+        except ValueError:
+            raise ElasticError(f"{method} {path}: the server answered {response.status_code} "
+                               "with a body that is not JSON") from None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        """GET ``path``."""
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, json: Any = None, **kwargs: Any) -> Any:
+        """POST ``json`` to ``path``."""
+        return self.request("POST", path, json=json if json is not None else {}, **kwargs)
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        self.session.close()
+
+
+def error_from_response(response: requests.Response) -> ElasticError:
+    """The ElasticError for an error answer, carrying the server's message."""
+    try:
+        message = response.json().get("error")
+    except (ValueError, AttributeError):
+        message = None
+    message = message or f"HTTP {response.status_code} from {response.url}"
+    error_class = ERRORS_BY_STATUS.get(response.status_code, ElasticError)
+    error = error_class(message)
+    error.http_status = response.status_code
+    return error

@@ -1,0 +1,244 @@
+"""Shared fixtures: a clean environment, real databases, real server and worker processes.
+
+PostgreSQL tests use the server at 127.0.0.1:5432 (trust auth); each test gets its
+own database copied from a session template. Without PostgreSQL they skip locally
+and fail when ``CI`` is set, so CI never silently skips them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+SCRUBBED_ENV = ("MAX_TASK_RETRIES", "WORKER_TIMEOUT", "TASK_DISTRIBUTION_INTERVAL",
+                "RESULTS_STORAGE_PATH", "LOG_LEVEL", "GROQ_API_KEY", "GEMINI_API_KEY",
+                "OLLAMA_HOST", "GROQ_BASE_URL", "GEMINI_BASE_URL")
+for name in list(os.environ):
+    if name.startswith("ELASTIC_") or name in SCRUBBED_ENV:
+        del os.environ[name]
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_TEMPLATE = "elastic_test_template"
+
+FAST_CONFIG = """
+lease_seconds = 3.0
+worker_timeout_seconds = 3.0
+heartbeat_interval_seconds = 0.5
+poll_interval_seconds = 1.0
+expiry_check_interval_seconds = 0.2
+task_distribution_interval_seconds = 0.3
+results_interval_seconds = 0.5
+checkpoint_interval_seconds = 0.3
+max_task_retries = 3
+log_level = "INFO"
+"""
+
+
+def wait_until(predicate: Callable[[], object], *, timeout: float = 20.0,
+               interval: float = 0.05, message: str = "condition") -> object:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- databases ------------------------------------------------------------------------------
+
+def _postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                             connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str:
+    """A migrated template database; per-test databases are copies of it."""
+    if not _postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required in CI")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not running")
+    from elastic.store import open_store
+
+    _pg_admin(f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}"', f'CREATE DATABASE "{PG_TEMPLATE}"')
+    store = open_store(f"postgresql://postgres@127.0.0.1:5432/{PG_TEMPLATE}")
+    store.engine.dispose()
+    return PG_TEMPLATE
+
+
+def _pg_admin(*statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                         autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/elastic.db"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"elastic_test_{uuid.uuid4().hex[:10]}"
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[object]:
+    """A Store on each database kind, with a hand-driven clock-friendly setup."""
+    from elastic.store import open_store
+
+    opened = open_store(database_url, max_retries=2, lease_seconds=30,
+                        worker_timeout_seconds=60)
+    yield opened
+    opened.engine.dispose()
+
+
+# -- processes ------------------------------------------------------------------------------
+
+@dataclass
+class ServerProcess:
+    """An ``elastic serve`` child process on a loopback port."""
+
+    folder: Path
+    database_url: str
+    port: int
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        """Start and wait until /health answers."""
+        log = (self.folder / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "elastic", "serve", "--port", str(self.port),
+             "--db", self.database_url, "--config", str(self.folder / "elastic.toml")],
+            cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **self.extra_env})
+        wait_until(self._healthy, timeout=30, message=f"server on {self.url}")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"server exited: {(self.folder / 'server.log').read_text()}")
+        try:
+            return requests.get(f"{self.url}/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def kill(self) -> None:
+        """kill -9."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM, then kill if needed."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def project_folder(tmp_path: Path) -> Path:
+    """A folder with a fast-timing elastic.toml, as a user's project folder."""
+    (tmp_path / "elastic.toml").write_text(FAST_CONFIG)
+    return tmp_path
+
+
+@pytest.fixture
+def start_server(project_folder: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: start an ``elastic serve`` process (SQLite in the project folder by default)."""
+    started: list[ServerProcess] = []
+
+    def start(database_url: str | None = None, *, port: int | None = None,
+              env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(project_folder,
+                               database_url or f"sqlite:///{project_folder}/elastic.db",
+                               port or free_port(), dict(env or {}))
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def start_worker(project_folder: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Factory: start an ``elastic worker`` process against a server URL."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(server_url: str, *, worker_type: str = "simulation", worker_id: str | None = None,
+              capacity: int = 1, extra: list[str] | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        worker_id = worker_id or f"{worker_type}-{len(started) + 1}"
+        log = (project_folder / f"{worker_id}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "elastic", "worker", "--server", server_url,
+             "--type", worker_type, "--id", worker_id, "--capacity", str(capacity),
+             "--config", str(project_folder / "elastic.toml"), *(extra or [])],
+            cwd=project_folder, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})})
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+    for process in started:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def live_server(start_server: Callable[..., ServerProcess],
+                start_worker: Callable[..., subprocess.Popen[bytes]]) -> str:
+    """A running orchestrator with one evolution worker connected; yields its URL."""
+    server = start_server()
+    start_worker(server.url, worker_type="evolution", worker_id="evolution-live")
+    wait_until(lambda: requests.get(f"{server.url}/health", timeout=2).json()["workers_online"],
+               message="the evolution worker to register")
+    return server.url
