@@ -144,6 +144,8 @@ def worker(server_url: str | None, worker_type: str, worker_id: str | None, capa
 
         elastic worker --type simulation --capacity 2 --server http://127.0.0.1:5000
     """
+    from elastic.executors import EXECUTORS
+    from elastic.executors.simulation import Simulation
     from elastic.transport import Transport
     from elastic.worker.loop import WorkerLoop, WorkerSettings
     from elastic.worker.presets import worker_capabilities, worker_provider
@@ -158,8 +160,10 @@ def worker(server_url: str | None, worker_type: str, worker_id: str | None, capa
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         poll_wait_seconds=settings.poll_interval_seconds,
         checkpoint_interval_seconds=settings.checkpoint_interval_seconds)
+    executors = {**EXECUTORS,
+                 "simulation": Simulation(memory_limit_mb=settings.memory_limit_mb)}
     loop = WorkerLoop(Transport(settings.server_url, token=settings.token), worker_settings,
-                      provider=worker_provider(worker_type, settings))
+                      executors=executors, provider=worker_provider(worker_type, settings))
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop())
     if port is not None:

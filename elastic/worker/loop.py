@@ -144,6 +144,9 @@ class WorkerLoop:
     def run_once(self, *, wait_seconds: float = 0.0) -> bool:
         """Lease one task, run it and report its result; False when there was none."""
         params: dict[str, Any] = {"wait": wait_seconds}
+        allowance = self._token_allowance()
+        if allowance is not None:
+            params["max_tokens"] = allowance
         answer = self.transport.get(f"{self.worker_path}/tasks", params=params,
                                     timeout_seconds=wait_seconds + 30)
         payload = answer.get("task")
@@ -151,6 +154,15 @@ class WorkerLoop:
             return False
         self.execute_and_report(payload)
         return True
+
+    def _token_allowance(self) -> int | None:
+        """What the provider's budget lets this worker take now (None: anything).
+
+        A provider cooling down or out of budget gets 0, so the orchestrator hands
+        this worker only tasks that need no LLM and LLM tasks flow to other workers.
+        """
+        limiter = getattr(self.provider, "limiter", None)
+        return None if limiter is None else limiter.token_allowance(time.time())
 
     def execute_and_report(self, payload: Mapping[str, Any]) -> None:
         """Run one leased task and deliver its result (or hand it back when stopping)."""
