@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from elastic.config import Config
+from elastic.errors import ElasticError
 from elastic.server.serve import Orchestrator
 from elastic.tasks import LLM_TASK_TYPES, NewTask, Task, TaskStatus
 
@@ -64,7 +65,9 @@ def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int
             worker_id = f"run-{worker_type}-{number}"
             log_file = (log_folder / f"{worker_id}.log").open("ab")
             command = [sys.executable, "-m", "elastic", "worker", "--server", server_url,
-                       "--type", worker_type, "--id", worker_id, "--config", config.config_path]
+                       "--type", worker_type, "--id", worker_id]
+            if Path(config.config_path).exists():
+                command += ["--config", config.config_path]
             processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                               env={**os.environ, "ELASTIC_SERVER": server_url}))
     return processes
@@ -94,9 +97,9 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     try:
         outcomes = orchestrator.store.submit_tasks(batch)
         ids = [outcome.task_id for outcome in outcomes]
-        processes = start_workers(orchestrator.url, worker_types_for(batch, llm_worker_type=llm_worker_type),
-                                  per_type=workers_per_type, config=local,
-                                  log_folder=config.resolve("logs"))
+        worker_types = worker_types_for(batch, llm_worker_type=llm_worker_type)
+        processes = start_workers(orchestrator.url, worker_types, per_type=workers_per_type,
+                                  config=local, log_folder=config.resolve("logs"))
         tasks = wait_for_tasks(orchestrator, ids, on_progress=on_progress, processes=processes)
     finally:
         stop_workers(processes)
@@ -111,7 +114,7 @@ def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
     """Wait (woken by each change in the store) until every task has ended.
 
     Raises:
-        RuntimeError: every worker process exited while tasks were left.
+        ElasticError: every worker process exited while tasks were left.
     """
     store = orchestrator.store
     while True:
@@ -121,6 +124,6 @@ def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
         if all(task.status.is_final for task in tasks):
             return tasks
         if processes and all(process.poll() is not None for process in processes):
-            raise RuntimeError("every worker process exited before the batch ended; "
+            raise ElasticError("every worker process exited before the batch ended; "
                                "see the logs/ folder")
         store.changes.wait_for_change(seen, 1.0)

@@ -28,7 +28,8 @@ def make_app(store: Store, config: Config) -> bottle.Bottle:
     """The orchestrator's WSGI application over ``store``."""
     from elastic.server import api, openapi, views
 
-    app = bottle.Bottle(catchall=True, autojson=False)
+    app = bottle.Bottle()
+    app.config["json.enable"] = False
     app.config["elastic.store"] = store
     app.config["elastic.config"] = config
     app.install(JsonPlugin(token=config.token, max_body_bytes=config.max_body_bytes))

@@ -106,6 +106,9 @@ class Orchestrator:
         log.info("elastic serving on %s (database %s)", self.url, _safe_url(self.config))
         try:
             self.server.run()
+        except OSError:
+            if not self.stopping.is_set():
+                raise
         finally:
             self.stop()
 

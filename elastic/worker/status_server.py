@@ -14,7 +14,8 @@ from elastic.worker.loop import WorkerLoop
 
 def make_status_app(worker: WorkerLoop, *, token: str | None) -> bottle.Bottle:
     """The worker's status endpoints over ``worker``'s live state."""
-    app = bottle.Bottle(autojson=False)
+    app = bottle.Bottle()
+    app.config["json.enable"] = False
     app.install(JsonPlugin(token=token, max_body_bytes=1024))
     app.default_error_handler = render_bottle_error
 
