@@ -88,8 +88,9 @@ class Simulation:
                                 on_chunk=reporter.record_chunk, resume_from=resume_from,
                                 chunk_seconds=self.chunk_seconds)
         reporter.finish()
-        return {"success": True, **result, "status": "completed", "output": COMPLETED_OUTPUT,
-                "metrics": _metrics_of(result)}
+        resumed_from_step = resume_from["step"] if resume_from else 0
+        return {"success": True, **result, "resumed_from_step": resumed_from_step,
+                "status": "completed", "output": COMPLETED_OUTPUT, "metrics": _metrics_of(result)}
 
 
 class _ChunkReporter:

@@ -1,0 +1,106 @@
+"""Long simulations on real worker processes: heartbeats, cancels, checkpoints and resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+import requests
+from conftest import ServerProcess, free_port, wait_until
+
+from elastic.kernels import available_algorithms, run_simulation
+from elastic.kernels.params import parse_simulation_params
+
+Starter = Callable[..., ServerProcess]
+WorkerStarter = Callable[..., subprocess.Popen[bytes]]
+
+
+def submit_one(url: str, task_id: str, algorithm: str, particles: int, steps: int) -> str:
+    task = {"task_id": task_id, "algorithm": algorithm, "priority": "high",
+            "parameters": {"num_particles": particles, "num_steps": steps, "seed": 11}}
+    answer = requests.post(f"{url}/api/tasks/submit", json={"tasks": [task]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return task_id
+
+
+def status(url: str, task_id: str, *, wait: float = 0) -> dict[str, object]:
+    return requests.get(f"{url}/api/tasks/status/{task_id}", params={"wait": wait},
+                        timeout=wait + 10).json()
+
+
+def fastest_algorithm() -> str:
+    return "cython" if "cython" in available_algorithms() else "numpy"
+
+
+def test_a_kernel_running_for_several_lease_lengths_completes_once_never_requeued(
+        start_server: Starter, start_worker: WorkerStarter) -> None:
+    server = start_server()
+    start_worker(server.url, worker_id="steady")
+    # lease_seconds is 3 s in the test config; this run takes well over 9 s.
+    task_id = submit_one(server.url, "marathon", fastest_algorithm(), 1500, 4000)
+    started = time.monotonic()
+    ended = wait_until(lambda: (s := status(server.url, task_id, wait=5))["finished_at"] and s,
+                       timeout=240, message="the long task to end")
+    assert time.monotonic() - started > 9, "the run was too short to outlive three leases"
+    assert ended["status"] == "completed"
+    assert [a["outcome"] for a in ended["history"]] == ["completed"]
+
+
+def test_cancel_stops_a_running_kernel_within_a_second(
+        start_server: Starter, start_worker: WorkerStarter) -> None:
+    server = start_server()
+    port = free_port()
+    start_worker(server.url, worker_id="cancellable", extra=["--port", str(port)])
+    task_id = submit_one(server.url, "doomed", "python", 120, 200_000)
+    wait_until(lambda: (status(server.url, task_id)["progress"] or 0) > 0,
+               message="the kernel to report progress")
+    running = requests.get(f"http://127.0.0.1:{port}/status", timeout=5).json()["running"]
+    assert [task["task_id"] for task in running] == [task_id]
+    cancelled_at = time.monotonic()
+    answer = requests.post(f"{server.url}/api/tasks/{task_id}/cancel", timeout=5).json()
+    assert answer["status"] == "cancelled"
+    wait_until(lambda: not requests.get(f"http://127.0.0.1:{port}/status",
+                                        timeout=5).json()["running"],
+               timeout=10, interval=0.02, message="the worker to stop the kernel")
+    stopped_after = time.monotonic() - cancelled_at
+    assert stopped_after < 2.0, f"stopped after {stopped_after:.2f} s"
+    assert status(server.url, task_id)["status"] == "cancelled"
+
+
+def test_a_resumed_simulation_is_bit_identical_to_an_uninterrupted_run(
+        start_server: Starter, start_worker: WorkerStarter) -> None:
+    server = start_server()
+    doomed = start_worker(server.url, worker_id="first")
+    algorithm = fastest_algorithm()
+    particles, steps = 400, 6000
+    task_id = submit_one(server.url, "resumable", algorithm, particles, steps)
+    wait_until(lambda: (status(server.url, task_id)["progress"] or 0) > 0.3, timeout=120,
+               message="the run to pass 30 % with a checkpoint saved")
+    doomed.send_signal(signal.SIGKILL)
+    start_worker(server.url, worker_id="second")
+    ended = wait_until(lambda: (s := status(server.url, task_id, wait=5))["finished_at"] and s,
+                       timeout=180, message="the resumed run to end")
+    assert ended["status"] == "completed"
+    assert [a["worker_id"] for a in ended["history"]] == ["first", "second"]
+    result = ended["result"]
+    assert result["resumed_from_step"] > 0
+    reference = run_simulation(parse_simulation_params(
+        {"num_particles": particles, "num_steps": steps, "seed": 11}), algorithm=algorithm)
+    for key in ("kinetic_energy", "potential_energy", "total_energy", "initial_total_energy",
+                "momentum"):
+        assert result[key] == reference[key], key
+
+
+def test_a_run_over_the_workers_memory_limit_fails_at_once_with_a_clear_error(
+        start_server: Starter, start_worker: WorkerStarter) -> None:
+    server = start_server()
+    start_worker(server.url, worker_id="small-pi", env={"ELASTIC_MEMORY_LIMIT_MB": "50"})
+    task_id = submit_one(server.url, "huge", "cython", 200_000, 1)
+    ended = wait_until(lambda: (s := status(server.url, task_id, wait=5))["finished_at"] and s,
+                       timeout=60, message="the task to be refused")
+    assert ended["status"] == "failed"
+    assert "parameters.num_particles" in ended["error"]
+    assert "over the limit of 50 MB" in ended["error"]
+    assert len(ended["history"]) == 1, "a refusal is not retried"
