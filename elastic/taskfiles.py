@@ -2,12 +2,14 @@
 
 - seed 004: ``{"metadata": {...}, "tasks": [{"task_id", "algorithm", "parameters",
   "priority": "high"|"medium"|"low", "description"}]}`` -> ``simulation`` tasks;
-- seed 000: ``{"tasks": [{"type", "data", "priority": 1..10}]}``, or one such task.
+- seed 000: ``{"tasks": [{"type", "data", "priority": 1..10}]}``, or one such task
+  (``task_id`` and ``description`` allowed). A seed-004 list may mix in such tasks.
 
 The first problem found raises ``InvalidTask`` with the task's index and a field
-path such as ``tasks[2].parameters.num_steps``; nothing of a bad file is returned.
-Tasks without an id get one derived from the file's content and the task's
-position, so queueing the same file twice queues nothing twice.
+path such as ``tasks[2].parameters.num_steps`` or ``tasks[0].data.messages``;
+nothing of a bad file is returned. Tasks without an id get one derived from the
+file's content and the task's position, so queueing the same file twice (after a
+crash between queueing and moving it, say) queues nothing twice.
 """
 
 from __future__ import annotations
@@ -16,98 +18,176 @@ import hashlib
 import json
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from elastic.errors import InvalidTask
+from elastic.errors import InvalidTask, UnknownTaskType
 from elastic.executors import validate_task_data
-from elastic.tasks import DEFAULT_PRIORITY, NewTask, parse_priority
+from elastic.tasks import DEFAULT_PRIORITY, TASK_TYPES, NewTask, parse_priority
 
 MAX_TASK_ID_LENGTH = 200
-SEED_004_KEYS = frozenset({"task_id", "algorithm", "parameters", "priority", "description"})
-SEED_000_KEYS = frozenset({"task_id", "type", "data", "priority", "description"})
+DIGEST_CHARS = 16
+DOCUMENT_KEYS = frozenset({"metadata", "tasks"})
+COMMON_KEYS = frozenset({"task_id", "type", "priority", "description"})
+NESTED_KEYS = COMMON_KEYS | {"data"}
+FLAT_SIMULATION_KEYS = COMMON_KEYS | {"algorithm", "parameters"}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A task entry's type, its data and where the data's fields sit in the file."""
+
+    task_type: str
+    data: dict[str, Any]
+    data_path: str
+    known_keys: frozenset[str]
 
 
 def parse_task_file(content: str | bytes, *, source: str, derive_ids: bool = True) -> list[NewTask]:
     """Parse a task file's text (either format) into validated tasks.
 
+    Args:
+        content: the file's text or bytes (UTF-8, UTF-16 or UTF-32 JSON).
+        source: the file name, kept with every task.
+        derive_ids: give id-less tasks ids derived from ``content`` and their
+            position (stable across calls); otherwise random ones.
+
     Raises:
         InvalidTask: bad JSON (with line and column) or the first invalid task.
     """
+    document = load_json(content)
+    digest = content_digest(content) if derive_ids else None
+    return parse_task_document(document, source=source, content_digest=digest)
+
+
+def load_json(content: str | bytes) -> Any:
+    """Decode JSON text strictly (no NaN or Infinity).
+
+    Raises:
+        InvalidTask: not text, or not JSON, naming the line and column.
+    """
     try:
-        document = json.loads(content)
+        return json.loads(content, parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
         raise InvalidTask(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise InvalidTask(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    raw = content.encode() if isinstance(content, str) else content
-    digest = hashlib.sha256(raw).hexdigest()[:16] if derive_ids else None
-    return parse_task_document(document, source=source, content_digest=digest)
+        raise InvalidTask(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                          ) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not allowed in JSON", name, 0)
+
+
+def content_digest(content: str | bytes) -> str:
+    """A short, stable digest of a file's content (the stem of derived task ids)."""
+    raw = content.encode("utf-8") if isinstance(content, str) else content
+    return hashlib.sha256(raw).hexdigest()[:DIGEST_CHARS]
 
 
 def parse_task_document(document: object, *, source: str, content_digest: str | None = None,
                         derive_ids: bool = True) -> list[NewTask]:
     """Validate an already-decoded task document (a file's JSON or an HTTP body).
 
-    Without a ``content_digest`` (or with ``derive_ids`` false) a task given no id
-    gets a random one.
+    A task given no id gets ``<content_digest>-<index>`` when a digest is given
+    and ``derive_ids`` is true, else a random UUID.
+
+    Raises:
+        InvalidTask: the first problem, with the task's index and field path.
     """
+    digest = content_digest if derive_ids else None
     if not isinstance(document, dict):
-        raise InvalidTask(f"expected a JSON object, got {type(document).__name__}")
+        raise InvalidTask(f"expected a JSON object, got {_kind(document)}")
     if "tasks" not in document:
-        return [_parse_task(document, index=None, path="", source=source,
-                            digest=content_digest if derive_ids else None)]
+        return [_parse_task(document, index=0, path="", source=source, digest=digest)]
+    _check_document_keys(document)
     entries = document["tasks"]
     if not isinstance(entries, list) or not entries:
-        raise InvalidTask("expected a non-empty list of tasks", field="tasks")
-    parsed = [_parse_task(entry, index=index, path=f"tasks[{index}].", source=source,
-                          digest=content_digest if derive_ids else None)
+        raise InvalidTask("must be a non-empty list of tasks", field="tasks")
+    parsed = [_parse_task(entry, index=index, path=f"tasks[{index}]", source=source,
+                          digest=digest)
               for index, entry in enumerate(entries)]
     _reject_repeated_ids(parsed)
     return parsed
 
 
-def _parse_task(entry: object, *, index: int | None, path: str, source: str,
+def _check_document_keys(document: Mapping[str, Any]) -> None:
+    unknown = sorted(str(key) for key in document if key not in DOCUMENT_KEYS)
+    if unknown:
+        raise InvalidTask("unknown key; a task file has only metadata and tasks",
+                          field=unknown[0])
+    metadata = document.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidTask(f"must be a JSON object, got {_kind(metadata)}", field="metadata")
+
+
+def _parse_task(entry: object, *, index: int, path: str, source: str,
                 digest: str | None) -> NewTask:
+    if not isinstance(entry, dict):
+        raise InvalidTask(f"must be a JSON object, got {_kind(entry)}",
+                          field=path or None, index=index)
     try:
-        if not isinstance(entry, dict):
-            raise InvalidTask(f"expected a JSON object, got {type(entry).__name__}")
-        task_type, data, known = _type_and_data(entry)
-        unknown = sorted(set(entry) - known)
-        if unknown:
-            raise InvalidTask(f"unknown key(s) {', '.join(unknown)}; expected some of "
-                              f"{', '.join(sorted(known))}", field=unknown[0])
-        validate_task_data(task_type, data)
-        return NewTask(task_id=_task_id(entry, index=index, digest=digest), type=task_type,
-                       data=data, priority=_priority(entry), description=_description(entry),
-                       source=source)
+        shape = _shape_of(entry)
     except InvalidTask as exc:
-        field = path + exc.field if exc.field else path.rstrip(".") or None
-        located = InvalidTask(exc.problem, field=field, index=index)
-        raise located from None
+        raise _located(exc, index=index, path=path) from None
+    try:
+        validate_task_data(shape.task_type, shape.data)
+    except InvalidTask as exc:
+        raise _located(exc, index=index, path=_join(path, shape.data_path)) from None
+    try:
+        return NewTask(task_id=_task_id(entry, index=index, digest=digest),
+                       type=shape.task_type, data=shape.data, priority=_priority(entry),
+                       description=_description(entry), source=source)
+    except InvalidTask as exc:
+        raise _located(exc, index=index, path=path) from None
 
 
-def _type_and_data(entry: Mapping[str, Any]) -> tuple[str, dict[str, Any], frozenset[str]]:
-    if "type" not in entry and ("algorithm" in entry or "parameters" in entry):
-        data = {"algorithm": entry.get("algorithm"), "parameters": entry.get("parameters")}
-        return "simulation", data, SEED_004_KEYS
-    task_type = entry.get("type")
-    if not isinstance(task_type, str):
-        raise InvalidTask("is required: a task type such as simulation or agent_action",
-                          field="type")
+def _shape_of(entry: Mapping[str, Any]) -> _Shape:
+    """Tell the formats apart: ``type``/``data`` (seed 000) or flat ``algorithm``/``parameters``."""
+    task_type = entry.get("type", "simulation" if "data" not in entry else None)
+    if not isinstance(task_type, str) or task_type not in TASK_TYPES:
+        known = ", ".join(TASK_TYPES)
+        raise UnknownTaskType(f"must be a task type ({known}), got {task_type!r}", field="type")
+    if "data" in entry or task_type != "simulation":
+        shape = _Shape(task_type, _data_object(entry), "data", NESTED_KEYS)
+    else:
+        data = {key: entry[key] for key in ("algorithm", "parameters") if key in entry}
+        shape = _Shape(task_type, data, "", FLAT_SIMULATION_KEYS)
+    unknown = sorted(str(key) for key in entry if key not in shape.known_keys)
+    if unknown:
+        raise InvalidTask(f"unknown key (expected some of {', '.join(sorted(shape.known_keys))})",
+                          field=unknown[0])
+    return shape
+
+
+def _data_object(entry: Mapping[str, Any]) -> dict[str, Any]:
     data = entry.get("data")
     if not isinstance(data, dict):
-        raise InvalidTask("must be a JSON object", field="data")
-    return task_type, data, SEED_000_KEYS
+        raise InvalidTask(f"is required: a JSON object, got {_kind(data)}", field="data")
+    return data
 
 
-def _task_id(entry: Mapping[str, Any], *, index: int | None, digest: str | None) -> str:
+def _located(error: InvalidTask, *, index: int, path: str) -> InvalidTask:
+    """``error`` (its field relative to ``path``) placed at task ``index`` of the file."""
+    field = error.field
+    if field == "data" or (field or "").startswith("data."):
+        field = field[len("data."):] if field != "data" else None
+        path = path if path.endswith("data") else _join(path, "data")
+    return InvalidTask(error.problem, field=_join(path, field or "") or None, index=index)
+
+
+def _join(path: str, field: str) -> str:
+    return f"{path}.{field}" if path and field else path or field
+
+
+def _task_id(entry: Mapping[str, Any], *, index: int, digest: str | None) -> str:
     given = entry.get("task_id")
     if given is None:
-        return f"{digest}-{index or 0}" if digest else str(uuid.uuid4())
-    if not isinstance(given, str) or not given.strip() or len(given) > MAX_TASK_ID_LENGTH \
-            or "/" in given:
-        raise InvalidTask(f"must be 1..{MAX_TASK_ID_LENGTH} characters without '/'",
-                          field="task_id")
+        return f"{digest}-{index}" if digest else str(uuid.uuid4())
+    if (not isinstance(given, str) or not given.strip() or len(given) > MAX_TASK_ID_LENGTH
+            or "/" in given):
+        raise InvalidTask(f"must be a string of 1..{MAX_TASK_ID_LENGTH} characters without "
+                          f"'/', got {given!r}", field="task_id")
     return given
 
 
@@ -123,14 +203,22 @@ def _priority(entry: Mapping[str, Any]) -> int:
 def _description(entry: Mapping[str, Any]) -> str | None:
     description = entry.get("description")
     if description is not None and not isinstance(description, str):
-        raise InvalidTask("must be a string", field="description")
+        raise InvalidTask(f"must be a string, got {_kind(description)}", field="description")
     return description
 
 
 def _reject_repeated_ids(parsed: list[NewTask]) -> None:
-    seen: dict[str, int] = {}
+    first_index: dict[str, int] = {}
     for index, task in enumerate(parsed):
-        if task.task_id in seen:
-            raise InvalidTask(f"repeats the task_id of task {seen[task.task_id]}",
+        if task.task_id in first_index:
+            raise InvalidTask(f"{task.task_id!r} repeats the task_id of task "
+                              f"{first_index[task.task_id]}",
                               field=f"tasks[{index}].task_id", index=index)
-        seen[task.task_id] = index
+        first_index[task.task_id] = index
+
+
+def _kind(value: object) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+             int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

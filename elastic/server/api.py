@@ -60,7 +60,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.get("/api/workers/<worker_id>/tasks")
     def poll_tasks(worker_id: str) -> dict[str, Any]:
-        wait = query_number("wait", default=0.0, minimum=0.0, maximum=config.max_wait_seconds)
+        wait = _wait_seconds(config)
         limit = int(query_number("limit", default=1, minimum=1, maximum=MAX_LEASES_PER_POLL))
         max_tokens = None
         if bottle.request.query.get("max_tokens"):
@@ -118,7 +118,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.get("/api/tasks/status/<task_id>")
     def task_status(task_id: str) -> dict[str, Any]:
-        wait = query_number("wait", default=0.0, minimum=0.0, maximum=config.max_wait_seconds)
+        wait = _wait_seconds(config)
         task = _task_with_wait(store, task_id, wait=wait)
         return task_status_payload(task, store)
 
@@ -149,6 +149,12 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     def unregister(worker_id: str) -> dict[str, Any]:
         store.unregister_worker(worker_id)
         return {"status": "unregistered", "worker_id": worker_id}
+
+
+def _wait_seconds(config: Config) -> float:
+    """The ``?wait=`` of a long poll, capped at ``max_wait_seconds`` (asking more is no error)."""
+    return min(query_number("wait", default=0.0, minimum=0.0, maximum=86_400.0),
+               config.max_wait_seconds)
 
 
 def _identifier(body: dict[str, Any], name: str) -> str:

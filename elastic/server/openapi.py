@@ -49,7 +49,7 @@ def _operation(summary: str, *, body: dict[str, Any] | None = None,
     return operation
 
 
-WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 60},
+WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 86400},
               "hold the request up to this many seconds (long poll)")
 
 PATHS: dict[str, dict[str, Any]] = {
