@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from elastic.client import Client, EvolutionAdapter  # noqa: E402
-from elastic.errors import ElasticError  # noqa: E402
+from elastic.client import Client, EvolutionAdapter
+from elastic.errors import ElasticError
 
 __all__ = ["Client", "ElasticError", "EvolutionAdapter", "__version__"]
