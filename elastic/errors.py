@@ -29,6 +29,7 @@ class InvalidInput(ElasticError):
     """The request or file is not valid."""
 
     http_status = 400
+    exit_code = 2
     retryable = False
 
 

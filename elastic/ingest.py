@@ -1,110 +1,260 @@
 """task_queues/: take each ``*.json`` batch whole, then move it to processed/ or rejected/.
 
-A file is taken only once it has stopped changing (same size and mtime on two scans,
-and older than ``min_age_seconds``), so a slow copy is neither taken half-written
-nor rejected half-way; ``*.tmp`` files are ignored until renamed. A file is queued
-in one transaction; its task ids (given, or derived from its content) make a second
-ingest of the same file, after a crash between queueing and moving, queue nothing.
+Only ``*.json`` files are taken (not hidden ones): a ``*.tmp`` being written, or
+any other name, waits until it is renamed. A file is not taken while it may still
+be being written: it must be at least ``min_age_seconds`` old and, for a watcher
+that scans repeatedly, unchanged (size and mtime) since the scan that last saw
+it. A file that does not parse is rejected only once it is also known to be
+stable (unchanged across two scans, or, for a single scan, old enough), so a slow
+copy is never rejected half-way.
+
+An accepted file is queued in one transaction and moved to
+``processed/YYYYMMDD_HHMMSS_<name>.json`` (UTC); a rejected one to
+``rejected/<name>.json`` beside ``<name>.error.json``, which says why. Task ids
+(given, or derived from the file's content) make a second ingest of the same
+file, after a crash between queueing and moving it, queue nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import stat
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
-from elastic.errors import InvalidTask
-from elastic.results import atomic_write_json
+from elastic.atomic import atomic_write_json, unused_path
+from elastic.errors import InvalidInput, InvalidTask
 from elastic.store import Store
 from elastic.taskfiles import parse_task_file
+from elastic.tasks import NewTask, iso
 
 log = logging.getLogger("elastic.ingest")
 
 DEFAULT_MIN_AGE_SECONDS = 1.0
+PROCESSED_FOLDER = "processed"
+REJECTED_FOLDER = "rejected"
+ERROR_SUFFIX = ".error.json"
+
+
+class Signature(NamedTuple):
+    """What tells whether a file changed between two looks: its size and mtime."""
+
+    size: int
+    mtime_ns: int
+
+    @property
+    def mtime(self) -> float:
+        """The modification time in seconds since the epoch."""
+        return self.mtime_ns / 1e9
+
+
+@dataclass(frozen=True)
+class AcceptedFile:
+    """A file whose tasks were queued (``duplicates``: ids already known, not queued again)."""
+
+    name: str
+    moved_to: Path
+    created: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A file that was not valid, moved aside with the reason beside it."""
+
+    name: str
+    moved_to: Path
+    error_file: Path
+    error: InvalidTask
 
 
 @dataclass
 class IngestReport:
-    """What one scan did."""
+    """What one scan did; ``waiting`` are files left for a later scan."""
 
-    accepted: list[tuple[str, int, int]] = field(default_factory=list)
-    rejected: list[tuple[str, str]] = field(default_factory=list)
+    accepted: list[AcceptedFile] = field(default_factory=list)
+    rejected: list[RejectedFile] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
 
+    @property
+    def tasks_created(self) -> int:
+        """Tasks queued by this scan."""
+        return sum(accepted.created for accepted in self.accepted)
+
     def lines(self) -> list[str]:
-        """One human-readable line per file handled."""
-        return ([f"queued {name}: {created} new task(s), {known} already known"
-                 for name, created, known in self.accepted]
-                + [f"rejected {name}: {error}" for name, error in self.rejected])
-
-
-@dataclass
-class _Seen:
-    size: int
-    mtime_ns: int
-
-
-_last_seen: dict[Path, _Seen] = {}
+        """One human-readable line per file taken."""
+        return ([f"queued {a.name}: {a.created} new task(s), {a.duplicates} already known "
+                 f"-> {a.moved_to}" for a in self.accepted]
+                + [f"rejected {r.name}: {r.error.message} -> {r.moved_to}" for r in self.rejected])
 
 
 def ingest_folder(store: Store, folder: Path, *, now: float | None = None,
-                  min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> IngestReport:
-    """Queue every settled ``*.json`` batch in ``folder``; see the module docstring."""
+                  min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS,
+                  seen: dict[str, Signature] | None = None) -> IngestReport:
+    """Queue every settled ``*.json`` batch in ``folder``, oldest first.
+
+    Args:
+        now: the clock, seconds since the epoch (default: now).
+        min_age_seconds: how long a file must have been left alone.
+        seen: the memory of a caller that scans repeatedly (``FolderWatcher``):
+            name -> signature at the previous scan, updated in place. Without it,
+            this is a single scan and a file's age is all it goes by.
+
+    Raises:
+        InvalidInput: ``folder`` is not a folder.
+    """
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder")
     now = time.time() if now is None else now
     report = IngestReport()
-    if not folder.is_dir():
-        return report
-    for path in sorted(folder.glob("*.json")):
-        if not path.is_file():
-            continue
-        if not _is_settled(path, now=now, min_age_seconds=min_age_seconds):
-            report.waiting.append(path.name)
-            continue
-        _ingest_file(store, path, report, now=now)
+    remembered: dict[str, Signature] = {}
+    for path, signature in _candidates(folder):
+        previous = None if seen is None else seen.get(path.name)
+        left = _scan_file(store, path, signature, previous=previous, single_scan=seen is None,
+                          now=now, min_age_seconds=min_age_seconds, report=report)
+        if left is not None:
+            remembered[path.name] = left
+    if seen is not None:
+        seen.clear()
+        seen.update(remembered)
     return report
 
 
-def _is_settled(path: Path, *, now: float, min_age_seconds: float) -> bool:
-    stat = path.stat()
-    current = _Seen(stat.st_size, stat.st_mtime_ns)
-    previous = _last_seen.get(path)
-    _last_seen[path] = current
-    old_enough = now - stat.st_mtime >= min_age_seconds
-    return old_enough and (previous == current or now - stat.st_mtime >= 2 * min_age_seconds)
+def _candidates(folder: Path) -> list[tuple[Path, Signature]]:
+    """The ``*.json`` files of ``folder`` (not hidden ones) with their signatures, oldest first."""
+    found = []
+    for path in folder.glob("*.json"):
+        signature = _signature(path)
+        if signature is not None and not path.name.startswith("."):
+            found.append((path, signature))
+    return sorted(found, key=lambda pair: (pair[1].mtime_ns, pair[0].name))
 
 
-def _ingest_file(store: Store, path: Path, report: IngestReport, *, now: float) -> None:
+def _signature(path: Path) -> Signature | None:
+    """The file's signature, or None if it is gone or is not a regular file."""
     try:
-        tasks = parse_task_file(path.read_bytes(), source=path.name)
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return Signature(found.st_size, found.st_mtime_ns) if stat.S_ISREG(found.st_mode) else None
+
+
+def _scan_file(store: Store, path: Path, signature: Signature, *, previous: Signature | None,
+               single_scan: bool, now: float, min_age_seconds: float,
+               report: IngestReport) -> Signature | None:
+    """Take ``path`` if it is settled; returns the signature to remember if it stays."""
+    unchanged = previous == signature
+    if not _is_settled(signature, previous, now=now, min_age_seconds=min_age_seconds):
+        report.waiting.append(path.name)
+        return signature
+    content = _read_unchanged(path, signature)
+    if content is None:
+        report.waiting.append(path.name)
+        return _signature(path)
+    try:
+        tasks = parse_task_file(content, source=path.name)
     except InvalidTask as exc:
-        _reject(path, exc, now=now)
-        report.rejected.append((path.name, exc.message))
-        log.warning("rejected %s: %s", path.name, exc.message)
-        return
+        if not (single_scan or unchanged):
+            report.waiting.append(path.name)
+            return signature
+        report.rejected.append(reject_file(path, exc, now=now))
+        return None
+    report.accepted.append(queue_file(store, path, tasks, now=now))
+    return None
+
+
+def _is_settled(signature: Signature, previous: Signature | None, *, now: float,
+                min_age_seconds: float) -> bool:
+    """Old enough and not changed since the last look (a future mtime: unchanged suffices)."""
+    if previous is not None and previous != signature:
+        return False
+    age_seconds = now - signature.mtime
+    return age_seconds >= min_age_seconds or (age_seconds < 0 and previous == signature)
+
+
+def _read_unchanged(path: Path, signature: Signature) -> bytes | None:
+    """The file's bytes, or None if it changed while read (or cannot be read now)."""
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        log.warning("cannot read %s yet: %s", path, exc)
+        return None
+    return content if _signature(path) == signature else None
+
+
+def queue_file(store: Store, path: Path, tasks: list[NewTask], *,
+               now: float | None = None) -> AcceptedFile:
+    """Queue ``tasks`` (one transaction), then move ``path`` to processed/."""
+    now = time.time() if now is None else now
     outcomes = store.submit_tasks(tasks)
     created = sum(outcome.created for outcome in outcomes)
-    _move(path, path.parent / "processed",
-          f"{datetime.fromtimestamp(now, UTC):%Y%m%d_%H%M%S}_{path.name}")
-    report.accepted.append((path.name, created, len(outcomes) - created))
-    log.info("queued %s: %d new task(s)", path.name, created)
-
-
-def _reject(path: Path, error: InvalidTask, *, now: float) -> None:
-    rejected = path.parent / "rejected"
-    target = _move(path, rejected, path.name)
-    atomic_write_json(rejected / f"{target.stem}.error.json", {
-        "file": path.name, **error.as_dict(),
-        "rejected_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds")})
-
-
-def _move(path: Path, folder: Path, name: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target, number = folder / name, 1
-    while target.exists():
-        number += 1
-        target = folder / f"{Path(name).stem}_{number}{Path(name).suffix}"
+    processed = path.parent / PROCESSED_FOLDER
+    processed.mkdir(exist_ok=True)
+    target = unused_path(processed, f"{_stamp(now)}_{path.stem}", path.suffix)
     path.replace(target)
-    _last_seen.pop(path, None)
-    return target
+    return AcceptedFile(path.name, target, created, len(outcomes) - created)
+
+
+def reject_file(path: Path, error: InvalidTask, *, now: float | None = None) -> RejectedFile:
+    """Move ``path`` to rejected/ and write ``<name>.error.json`` beside it (first)."""
+    now = time.time() if now is None else now
+    rejected = path.parent / REJECTED_FOLDER
+    rejected.mkdir(exist_ok=True)
+    target = unused_path(rejected, path.stem, path.suffix, companions=(ERROR_SUFFIX,))
+    error_file = rejected / f"{target.stem}{ERROR_SUFFIX}"
+    atomic_write_json(error_file, {"file": path.name, **error.as_dict(),
+                                   "rejected_at": iso(now)})
+    path.replace(target)
+    return RejectedFile(path.name, target, error_file, error)
+
+
+def _stamp(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y%m%d_%H%M%S")
+
+
+class FolderWatcher:
+    """Ingests one folder scan after scan, remembering what each scan saw.
+
+    ``scan`` is one step (``elastic serve`` calls it from its loop); ``run``
+    repeats it until a stop event, logging and surviving any error.
+    """
+
+    def __init__(self, store: Store, folder: Path, *,
+                 min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
+        self.store = store
+        self.folder = folder
+        self.min_age_seconds = min_age_seconds
+        self._seen: dict[str, Signature] = {}
+
+    def scan(self, *, now: float | None = None) -> IngestReport:
+        """Ingest what has settled since the last scan (creating the folder if needed)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        report = ingest_folder(self.store, self.folder, now=now,
+                               min_age_seconds=self.min_age_seconds, seen=self._seen)
+        for accepted in report.accepted:
+            log.info("queued %s: %d new task(s), %d already known", accepted.name,
+                     accepted.created, accepted.duplicates)
+        for rejected in report.rejected:
+            log.warning("rejected %s: %s", rejected.name, rejected.error.message)
+        return report
+
+    def run(self, stop_event: threading.Event, *, interval_seconds: float) -> None:
+        """Scan every ``interval_seconds`` until ``stop_event`` is set; errors are logged."""
+        while not stop_event.is_set():
+            try:
+                self.scan()
+            except Exception:
+                log.exception("ingesting %s failed; will try again", self.folder)
+            stop_event.wait(interval_seconds)
+
+
+def watch_folder(store: Store, folder: Path, *, interval_seconds: float,
+                 stop_event: threading.Event,
+                 min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
+    """Ingest ``folder`` every ``interval_seconds`` until ``stop_event`` is set (blocks)."""
+    watcher = FolderWatcher(store, folder, min_age_seconds=min_age_seconds)
+    watcher.run(stop_event, interval_seconds=interval_seconds)

@@ -1,121 +1,170 @@
 """results/: the seed-004 results files, orchestrator_stats.json, and exports.
 
-Every file is written atomically (temporary file, fsync, rename), so a reader never
-sees half of one. A results file holds the tasks that ended since the previous one;
-they are marked exported only after the file is safely on disk.
+Every file is written atomically (``elastic.atomic``), so a reader never sees half
+of one. A results file holds the tasks that ended since the previous one; they are
+marked exported only after the file is safely on disk, so a crash in between
+writes them again in the next file rather than losing them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
+import math
 import time
-from collections.abc import Mapping
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
+from elastic.atomic import atomic_write_json, unused_path
 from elastic.store import Store
-from elastic.tasks import Task, iso, priority_word
+from elastic.tasks import Task, Worker, WorkerStatus, iso, priority_word
 
 STATS_FILE = "orchestrator_stats.json"
-CSV_FIELDS = ("task_id", "type", "status", "algorithm", "priority", "worker_id", "attempts",
-              "execution_time", "completed_at", "error", "result")
+RESULTS_PREFIX = "task_results_"
+CSV_FIELDS = ("task_id", "type", "status", "algorithm", "priority", "priority_value",
+              "worker_id", "attempts", "execution_time", "created_at", "completed_at",
+              "description", "source", "error", "parameters", "result")
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` so that readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2, ensure_ascii=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def stats_summary(store: Store) -> dict[str, Any]:
+    """The seed-004 statistics: ``orchestrator_stats``, ``tasks_summary``, ``workers_summary``.
 
-
-def orchestrator_stats(store: Store) -> dict[str, Any]:
-    """The ``orchestrator_stats`` block of the seed's results format."""
+    ``tasks_summary`` speaks the seed-004 words: ``pending`` counts only tasks never
+    tried, ``redistributed`` those back in the queue after a failed attempt.
+    """
     counts = store.count_tasks()
+    workers = store.list_workers()
+    active = sum(worker.is_live for worker in workers)
     return {
-        "total_tasks": counts["total"], "completed_tasks": counts["completed"],
-        "failed_tasks": counts["failed"], "pending_tasks": counts["pending"],
-        "active_workers": sum(worker.is_live for worker in store.list_workers()),
-        "total_execution_time": store.total_execution_seconds(),
+        "orchestrator_stats": {
+            "total_tasks": counts["total"], "completed_tasks": counts["completed"],
+            "failed_tasks": counts["failed"], "pending_tasks": counts["pending"],
+            "running_tasks": counts["assigned"], "cancelled_tasks": counts["cancelled"],
+            "active_workers": active,
+            "total_execution_time": round(store.total_execution_seconds(), 3),
+        },
+        "tasks_summary": {
+            "total": counts["total"], "pending": counts["pending"] - counts["redistributed"],
+            "redistributed": counts["redistributed"], "assigned": counts["assigned"],
+            "completed": counts["completed"], "failed": counts["failed"],
+            "cancelled": counts["cancelled"],
+        },
+        "workers_summary": {
+            "total": len(workers), "active": active, "inactive": len(workers) - active,
+            "by_status": _workers_by_status(workers),
+        },
     }
 
 
+def _workers_by_status(workers: list[Worker]) -> dict[str, int]:
+    counted = Counter(worker.status.value for worker in workers)
+    return {status.value: counted[status.value] for status in WorkerStatus}
+
+
 def task_result_entry(task: Task) -> dict[str, Any]:
-    """One entry of ``task_results`` in the seed's format."""
-    return {
+    """One entry of ``task_results`` in the seed's format (plus a few useful extras).
+
+    ``parameters`` is a simulation's parameters, or the whole ``data`` of other task
+    types; ``result`` is what the worker reported, with the task's ``status`` (and
+    ``error``) filled in when the worker did not say.
+    """
+    result = dict(task.result or {})
+    result.setdefault("status", task.status.value)
+    if task.error:
+        result.setdefault("error", task.error)
+    is_simulation = task.type == "simulation"
+    return _json_safe({
         "task_id": task.task_id, "type": task.type, "status": task.status.value,
-        "algorithm": task.data.get("algorithm"), "parameters": task.data.get("parameters"),
-        "execution_time": task.execution_time_s, "result": task.result,
+        "algorithm": task.data.get("algorithm") if is_simulation else None,
+        "parameters": task.data.get("parameters") if is_simulation else task.data,
+        "execution_time": _rounded(task.execution_time_s), "result": result,
         "worker_id": task.worker_id, "completed_at": iso(task.finished_at),
-        "priority": priority_word(task.priority), "attempts": task.attempts, "error": task.error,
+        "priority": priority_word(task.priority), "priority_value": task.priority,
+        "description": task.description, "source": task.source, "attempts": task.attempts,
+        "created_at": iso(task.created_at), "error": task.error,
+    })
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities (a diverged simulation's energy) turned into null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def results_document(store: Store, tasks: list[Task], *, now: float) -> dict[str, Any]:
+    """The seed-004 results document for ``tasks``: timestamp, stats, task_results."""
+    return {
+        "timestamp": iso(now),
+        "orchestrator_stats": stats_summary(store)["orchestrator_stats"],
+        "task_results": [task_result_entry(task) for task in tasks],
     }
 
 
 def write_results_file(store: Store, folder: Path, *, now: float | None = None) -> Path | None:
-    """Write ``task_results_YYYYMMDD_HHMMSS.json`` for tasks ended since the last one.
+    """Write ``task_results_YYYYMMDD_HHMMSS.json`` (UTC) for the tasks ended since the last one.
 
-    Returns the file written, or None when no task ended since.
+    A file of the same second is never overwritten (``_2``, ``_3``... is added).
+    The tasks are marked exported after the file is on disk.
+
+    Returns:
+        The file written, or None when no task ended since the last one.
     """
     ended = store.unexported_finished_tasks()
     if not ended:
         return None
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    path = _unused_path(folder, f"task_results_{moment:%Y%m%d_%H%M%S}")
-    atomic_write_json(path, {
-        "timestamp": moment.isoformat(timespec="seconds"),
-        "orchestrator_stats": orchestrator_stats(store),
-        "task_results": [task_result_entry(task) for task in ended],
-    })
+    now = time.time() if now is None else now
+    path = unused_path(folder, f"{RESULTS_PREFIX}{_stamp(now)}")
+    atomic_write_json(path, results_document(store, ended, now=now))
     store.mark_exported([task.task_id for task in ended])
     return path
 
 
-def _unused_path(folder: Path, stem: str) -> Path:
-    path, number = folder / f"{stem}.json", 1
-    while path.exists():
-        number += 1
-        path = folder / f"{stem}_{number}.json"
-    return path
+def write_stats_file(store: Store, folder: Path, *, now: float | None = None) -> Path:
+    """Rewrite ``orchestrator_stats.json`` atomically with the current statistics."""
+    now = time.time() if now is None else now
+    return atomic_write_json(folder / STATS_FILE, {"timestamp": iso(now), **stats_summary(store)})
 
 
-def write_stats_file(store: Store, folder: Path) -> Path:
-    """Refresh ``orchestrator_stats.json`` (stats, tasks by state, workers by state)."""
-    counts = store.count_tasks()
-    workers: dict[str, int] = {}
-    for worker in store.list_workers():
-        workers[worker.status.value] = workers.get(worker.status.value, 0) + 1
-    path = folder / STATS_FILE
-    atomic_write_json(path, {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-                             "orchestrator_stats": orchestrator_stats(store),
-                             "tasks_summary": counts, "workers_summary": workers})
-    return path
+def export_results(store: Store, *, since: float | None, fmt: Literal["json", "csv"],
+                   out: TextIO) -> int:
+    """Write the tasks that ended at or after ``since`` (all ended tasks when None).
 
+    ``json`` is the results-file document; ``csv`` has one row per task, with
+    ``parameters`` and ``result`` as JSON text. Nothing is marked exported.
 
-def export_results(store: Store, *, since: float | None, fmt: str, out: TextIO) -> int:
-    """Write ended tasks (ended at or after ``since``) as JSON or CSV; returns how many."""
-    entries = [task_result_entry(task) for task in store.finished_tasks_since(since)]
+    Returns:
+        How many tasks were written.
+    """
+    tasks = store.finished_tasks_since(since)
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        for entry in entries:
-            writer.writerow(_flat(entry))
+        _write_csv(tasks, out)
     else:
-        json.dump({"task_results": entries}, out, indent=2, ensure_ascii=False)
+        json.dump(results_document(store, tasks, now=time.time()), out, indent=2,
+                  ensure_ascii=False, allow_nan=False)
         out.write("\n")
-    return len(entries)
+    return len(tasks)
 
 
-def _flat(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: json.dumps(value) if isinstance(value, dict | list) else value
-            for key, value in entry.items()}
+def _write_csv(tasks: list[Task], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for task in tasks:
+        entry = task_result_entry(task)
+        entry["parameters"] = json.dumps(entry["parameters"], ensure_ascii=False)
+        entry["result"] = json.dumps(entry["result"], ensure_ascii=False)
+        writer.writerow(entry)
+
+
+def _stamp(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y%m%d_%H%M%S")

@@ -9,6 +9,8 @@ interruption finishes what was left instead of starting over.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import os
 import signal
@@ -24,6 +26,7 @@ from elastic.server.serve import Orchestrator
 from elastic.tasks import LLM_TASK_TYPES, NewTask, Task, TaskStatus
 
 WORKER_STOP_SECONDS = 15.0
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,19 @@ def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int
             if Path(config.config_path).exists():
                 command += ["--config", config.config_path]
             processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                              env={**os.environ, "ELASTIC_SERVER": server_url}))
+                                              env={**os.environ, "ELASTIC_SERVER": server_url},
+                                              preexec_fn=stop_with_parent))
     return processes
+
+
+def stop_with_parent() -> None:
+    """In a child process: get SIGTERM when the parent dies, even by kill -9 (Linux only).
+
+    Without it, workers of a killed ``elastic run`` would poll a dead server forever.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_workers(processes: Sequence[subprocess.Popen[bytes]]) -> None:

@@ -71,12 +71,14 @@ def load_json(content: str | bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidTask(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise InvalidTask(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        raise InvalidTask(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
                           ) from None
+    except RecursionError:
+        raise InvalidTask("not valid JSON: nested too deeply") from None
 
 
 def _refuse_constant(name: str) -> Any:
-    raise json.JSONDecodeError(f"{name} is not allowed in JSON", name, 0)
+    raise InvalidTask(f"not valid JSON: {name} is not a JSON value")
 
 
 def content_digest(content: str | bytes) -> str:
@@ -133,7 +135,8 @@ def _parse_task(entry: object, *, index: int, path: str, source: str,
     try:
         validate_task_data(shape.task_type, shape.data)
     except InvalidTask as exc:
-        raise _located(exc, index=index, path=_join(path, shape.data_path)) from None
+        raise _located(exc, index=index, path=_join(path, shape.data_path),
+                       field=_data_relative(exc.field)) from None
     try:
         return NewTask(task_id=_task_id(entry, index=index, digest=digest),
                        type=shape.task_type, data=shape.data, priority=_priority(entry),
@@ -167,17 +170,22 @@ def _data_object(entry: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _located(error: InvalidTask, *, index: int, path: str) -> InvalidTask:
-    """``error`` (its field relative to ``path``) placed at task ``index`` of the file."""
-    field = error.field
-    if field == "data" or (field or "").startswith("data."):
-        field = field[len("data."):] if field != "data" else None
-        path = path if path.endswith("data") else _join(path, "data")
-    return InvalidTask(error.problem, field=_join(path, field or "") or None, index=index)
+def _located(error: InvalidTask, *, index: int, path: str,
+             field: str | None = None) -> InvalidTask:
+    """``error`` placed at task ``index``; its field (or ``field``) is relative to ``path``."""
+    relative = error.field if field is None else field
+    return InvalidTask(error.problem, field=_join(path, relative) or None, index=index)
 
 
-def _join(path: str, field: str) -> str:
-    return f"{path}.{field}" if path and field else path or field
+def _data_relative(field: str | None) -> str:
+    """A validator's field name relative to the data object ("data.x" and "x" alike)."""
+    if field is None or field == "data":
+        return ""
+    return field.removeprefix("data.")
+
+
+def _join(path: str, field: str | None) -> str:
+    return f"{path}.{field}" if path and field else path or field or ""
 
 
 def _task_id(entry: Mapping[str, Any], *, index: int, digest: str | None) -> str:
