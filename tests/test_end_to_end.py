@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -130,3 +131,51 @@ def test_elastic_run_computes_a_batch_and_writes_results(project_folder: Path) -
     written = json.loads(files[0].read_text())
     assert {r["task_id"] for r in written["task_results"]} == {"r1", "r2", "e1"}
     assert (project_folder / "results" / "orchestrator_stats.json").exists()
+
+
+def processes_in(folder: Path) -> list[int]:
+    """Pids of live processes whose working directory is ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(entry, "cwd").resolve() == folder.resolve() \
+                    and "elastic" in Path(entry, "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def completed_count(database: Path) -> int:
+    """Completed tasks in a SQLite file that another process is writing."""
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
+            return connection.execute(
+                "SELECT count(*) FROM tasks WHERE status = 'completed'").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_kill_9_of_elastic_run_leaves_no_workers_and_a_rerun_finishes_the_batch(
+        project_folder: Path) -> None:
+    batch = project_folder / "batch.json"
+    batch.write_text(json.dumps({"tasks": [simulation(f"t{i}", particles=60, steps=3000)
+                                           for i in range(8)]}))
+    command = [sys.executable, "-m", "elastic", "run", str(batch), "--workers", "2"]
+    first = subprocess.Popen(command, cwd=project_folder, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    wait_until(lambda: completed_count(project_folder / "elastic.db") > 0,
+               timeout=60, message="the first task to complete")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    wait_until(lambda: not processes_in(project_folder), timeout=20,
+               message="the workers of the killed run to exit")
+    again = subprocess.run(command, cwd=project_folder, capture_output=True, text=True,
+                           timeout=180)
+    assert again.returncode == 0, again.stdout + again.stderr
+    exported = [json.loads(path.read_text())
+                for path in (project_folder / "results").glob("task_results_*.json")]
+    ids = [entry["task_id"] for written in exported for entry in written["task_results"]]
+    assert sorted(ids) == sorted(f"t{i}" for i in range(8)), "each task in results exactly once"
