@@ -107,7 +107,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/elastic.db"
         return
-    template = request.getfixturevalue("postgres_template")
+    yield from _fresh_postgres_database(request.getfixturevalue("postgres_template"))
+
+
+@pytest.fixture
+def postgres_url(postgres_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database."""
+    yield from _fresh_postgres_database(postgres_template)
+
+
+def _fresh_postgres_database(template: str) -> Iterator[str]:
     name = f"elastic_test_{uuid.uuid4().hex[:10]}"
     _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     yield f"postgresql://postgres@127.0.0.1:5432/{name}"

@@ -179,3 +179,16 @@ def test_kill_9_of_elastic_run_leaves_no_workers_and_a_rerun_finishes_the_batch(
                 for path in (project_folder / "results").glob("task_results_*.json")]
     ids = [entry["task_id"] for written in exported for entry in written["task_results"]]
     assert sorted(ids) == sorted(f"t{i}" for i in range(8)), "each task in results exactly once"
+
+
+def test_the_orchestrator_serves_a_batch_from_postgresql_and_survives_kill_9(
+        start_server: Starter, start_worker: WorkerStarter, postgres_url: str) -> None:
+    server = start_server(postgres_url)
+    start_worker(server.url, worker_id="pg-sim", capacity=2)
+    task_ids = submit(server.url, [simulation(f"pg{i}", particles=40, steps=1500)
+                                   for i in range(6)])
+    server.kill()
+    server.start()
+    ended = wait_until(lambda: all_ended(server.url, task_ids), timeout=120,
+                       message="the batch to end on PostgreSQL")
+    assert {s["status"] for s in ended.values()} == {"completed"}
