@@ -112,6 +112,12 @@ class BodyTooLarge(ElasticError):
     http_status = 413
 
 
+class StorageFull(ElasticError):
+    """The database's disk is full: free some space. Nothing already accepted was lost."""
+
+    http_status = 507
+
+
 class TaskCancelled(ElasticError):
     """The task was cancelled while it ran."""
 

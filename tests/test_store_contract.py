@@ -247,3 +247,28 @@ def test_ended_tasks_are_exported_once(store: Store) -> None:
     assert {t.task_id for t in store.unexported_finished_tasks()} == {"a", "b"}
     store.mark_exported(["a", "b"])
     assert store.unexported_finished_tasks() == []
+
+
+def test_a_full_disk_is_a_clear_507_and_loses_nothing_accepted(tmp_path: object) -> None:
+    from elastic.errors import StorageFull
+    from elastic.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/full.db")
+    store.submit_tasks([sim("kept")])
+    with store.engine.begin() as connection:
+        pages = connection.exec_driver_sql("PRAGMA page_count").scalar()
+    store.engine.dispose()
+    store = open_store(f"sqlite:///{tmp_path}/full.db", upgrade=False)
+
+    from sqlalchemy import event
+
+    @event.listens_for(store.engine, "connect")
+    def cap_size(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute(f"PRAGMA max_page_count={pages + 1}")  # type: ignore[attr-defined]
+
+    big = [NewTask(task_id=f"big{i}", type="evolution_mutation",
+                   data={"genome": {"x": "y" * 5000}}) for i in range(50)]
+    with pytest.raises(StorageFull) as caught:
+        store.submit_tasks(big)
+    assert caught.value.http_status == 507
+    assert [task.task_id for task in store.list_tasks()] == ["kept"]

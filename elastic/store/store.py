@@ -19,7 +19,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from elastic.errors import StaleLease, TaskNotFound, WorkerNotFound, WrongState
+from elastic.errors import StaleLease, StorageFull, TaskNotFound, WorkerNotFound, WrongState
 from elastic.store.dialects import READ_ONLY
 from elastic.store.notify import Notifier
 from elastic.store.schema import attempts, tasks, workers
@@ -38,6 +38,7 @@ from elastic.tasks import (
 )
 
 DB_RETRY_ATTEMPTS = 5
+DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
 LIVE_WORKER_STATES = (WorkerStatus.ONLINE.value,)
 
 
@@ -96,6 +97,8 @@ class Store:
             try:
                 return operation()
             except (OperationalError, IntegrityError) as exc:
+                if any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
+                    raise StorageFull() from exc
                 transient = isinstance(exc, IntegrityError) or "locked" in str(exc).lower()
                 if not transient or attempt == DB_RETRY_ATTEMPTS - 1:
                     raise
