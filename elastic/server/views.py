@@ -12,6 +12,7 @@ from typing import Any
 
 import bottle
 
+from elastic import results
 from elastic.config import Config
 from elastic.server.app import query_number
 from elastic.store import Store
@@ -23,7 +24,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.get("/stats")
     def stats() -> dict[str, Any]:
-        return orchestrator_stats(store)
+        return results.stats_summary(store)
 
     @app.get("/tasks")
     def tasks() -> list[dict[str, Any]]:
@@ -62,27 +63,4 @@ def worker_view(worker: Worker) -> dict[str, Any]:
         "active_tasks": worker.active_tasks, "algorithms": worker.algorithms,
         "tasks_completed": worker.tasks_completed, "tasks_failed": worker.tasks_failed,
         "success_rate": worker.success_rate, "last_heartbeat": iso(worker.last_heartbeat_at),
-    }
-
-
-def orchestrator_stats(store: Store) -> dict[str, Any]:
-    """The seed-004 /stats body: ``tasks_summary`` plus the results files' stats block."""
-    counts = store.count_tasks()
-    found = store.list_workers()
-    active = sum(w.is_live for w in found)
-    return {
-        "tasks_summary": {
-            "total": counts["total"], "pending": counts["pending"] - counts["redistributed"],
-            "redistributed": counts["redistributed"], "assigned": counts["assigned"],
-            "completed": counts["completed"], "failed": counts["failed"],
-            "cancelled": counts["cancelled"],
-        },
-        "orchestrator_stats": {
-            "total_tasks": counts["total"], "completed_tasks": counts["completed"],
-            "failed_tasks": counts["failed"], "pending_tasks": counts["pending"],
-            "active_workers": active,
-            "total_execution_time": store.total_execution_seconds(),
-        },
-        "workers_summary": {"active": active, "inactive": len(found) - active,
-                            "total": len(found)},
     }
