@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group
@@ -84,9 +85,17 @@ def _workers_table(workers: Sequence[Mapping[str, Any]]) -> Table:
         table.add_row(worker["worker_id"], worker["worker_type"], styled(worker["status"]),
                       f"{worker['active_tasks']}/{worker['capacity']}",
                       str(worker["tasks_completed"]), str(worker["tasks_failed"]),
-                      "-" if rate is None else f"{rate:.0%}", worker.get("last_heartbeat") or "-",
+                      "-" if rate is None else f"{rate:.0%}", _age(worker.get("last_heartbeat")),
                       _provider_cell(provider))
     return table
+
+
+def _age(timestamp: str | None) -> str:
+    """``12 s ago`` for an ISO time."""
+    if not timestamp:
+        return "-"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(timestamp)).total_seconds()
+    return f"{seconds:.0f} s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
 def _provider_cell(provider: Mapping[str, Any] | None) -> str:
@@ -100,7 +109,8 @@ def _tasks_table(counts: Mapping[str, int]) -> Table:
     words = ["pending", "redistributed", "assigned", "completed", "failed", "cancelled", "total"]
     for word in words:
         table.add_column(word, justify="right")
-    table.add_row(*(str(counts.get(word, 0)) for word in words))
+    shown = {**counts, "pending": counts.get("pending", 0) - counts.get("redistributed", 0)}
+    table.add_row(*(str(shown.get(word, 0)) for word in words))
     return table
 
 
