@@ -192,11 +192,11 @@ def _priority_text(priority: str | int) -> str:
 def write_batch(document: dict[str, Any], target: Path, *, now: float | None = None) -> Path:
     """Save ``document`` atomically and return where.
 
-    ``target`` is a ``.json`` file path (written, replacing any file there) or a
-    folder, where the file is ``lote_YYYYMMDD_HHMMSS.json`` (UTC), with ``_2``...
-    added rather than replacing another batch.
+    ``target`` is a folder when it is one already or has no suffix: the file is then
+    ``lote_YYYYMMDD_HHMMSS.json`` (UTC) inside it, with ``_2``... added rather than
+    replacing another batch. Otherwise it is the file to write (replacing any there).
     """
-    if target.suffix.lower() == ".json" and not target.is_dir():
+    if target.suffix and not target.is_dir():
         return atomic_write_json(target, document)
     moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     return atomic_write_json(unused_path(target, f"{BATCH_FILE_PREFIX}{moment:%Y%m%d_%H%M%S}"),

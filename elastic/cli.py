@@ -230,7 +230,7 @@ def _wait_with_progress(transport: Any, task_ids: list[str]) -> bool:
 
 
 @main.command()
-@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--once", is_flag=True, help="Ingest what is there now and exit.")
 @click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
 @config_option
@@ -249,8 +249,9 @@ def ingest(path: str | None, once: bool, database_url: str | None,
     settings = load_config(config_path, database_url=database_url)
     store = open_store(settings.database_url, max_retries=settings.max_task_retries)
     folder = Path(path) if path else settings.resolve(settings.task_queues_path)
+    seen: dict[str, Any] = {}
     while True:
-        report = ingesting.ingest_folder(store, folder)
+        report = ingesting.ingest_folder(store, folder, seen=seen)
         for line in report.lines():
             stdout.print(line, highlight=False)
         if once:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from elastic.atomic import atomic_write_json, unused_path
-from elastic.errors import InvalidInput, InvalidTask
+from elastic.errors import InvalidTask
 from elastic.store import Store
 from elastic.taskfiles import parse_task_file
 from elastic.tasks import NewTask, iso
@@ -104,18 +104,25 @@ def ingest_folder(store: Store, folder: Path, *, now: float | None = None,
             name -> signature at the previous scan, updated in place. Without it,
             this is a single scan and a file's age is all it goes by.
 
-    Raises:
-        InvalidInput: ``folder`` is not a folder.
+    A folder that does not exist (yet) holds nothing to ingest. A file that
+    fails for another reason than being invalid (the database is down) is
+    logged and stays where it is for the next scan; the other files go on.
     """
-    if not folder.is_dir():
-        raise InvalidInput(f"{folder} is not a folder")
-    now = time.time() if now is None else now
     report = IngestReport()
+    if not folder.is_dir():
+        return report
+    now = time.time() if now is None else now
     remembered: dict[str, Signature] = {}
     for path, signature in _candidates(folder):
         previous = None if seen is None else seen.get(path.name)
-        left = _scan_file(store, path, signature, previous=previous, single_scan=seen is None,
-                          now=now, min_age_seconds=min_age_seconds, report=report)
+        try:
+            left = _scan_file(store, path, signature, previous=previous,
+                              single_scan=seen is None, now=now,
+                              min_age_seconds=min_age_seconds, report=report)
+        except Exception:
+            log.exception("could not ingest %s; it stays for the next scan", path)
+            report.waiting.append(path.name)
+            left = signature
         if left is not None:
             remembered[path.name] = left
     if seen is not None:

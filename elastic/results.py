@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any, Literal, TextIO
 
 from elastic.atomic import atomic_write_json, unused_path
 from elastic.store import Store
-from elastic.tasks import Task, Worker, WorkerStatus, iso, priority_word
+from elastic.tasks import Task, Worker, WorkerStatus, finite_json, iso, priority_word
 
 STATS_FILE = "orchestrator_stats.json"
 RESULTS_PREFIX = "task_results_"
@@ -75,7 +74,7 @@ def task_result_entry(task: Task) -> dict[str, Any]:
     if task.error:
         result.setdefault("error", task.error)
     is_simulation = task.type == "simulation"
-    return _json_safe({
+    return finite_json({
         "task_id": task.task_id, "type": task.type, "status": task.status.value,
         "algorithm": task.data.get("algorithm") if is_simulation else None,
         "parameters": task.data.get("parameters") if is_simulation else task.data,
@@ -89,17 +88,6 @@ def task_result_entry(task: Task) -> dict[str, Any]:
 
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities (a diverged simulation's energy) turned into null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
 
 
 def results_document(store: Store, tasks: list[Task], *, now: float) -> dict[str, Any]:

@@ -135,6 +135,20 @@ def requirement_of(task_type: str, data: Mapping[str, Any]) -> tuple[str | None,
     return (algorithm if isinstance(algorithm, str) else None), model
 
 
+def finite_json(value: Any) -> Any:
+    """``value`` with NaN and infinities (a diverged simulation's energy) turned into null.
+
+    They are not JSON: PostgreSQL refuses them and strict parsers choke on them.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_json(item) for item in value]
+    return value
+
+
 def iso(timestamp: float | None) -> str | None:
     """Seconds since the epoch as an ISO-8601 UTC string (None stays None)."""
     if timestamp is None:

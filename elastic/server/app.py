@@ -117,12 +117,16 @@ def read_json(*, required: bool = True) -> dict[str, Any]:
             raise InvalidInput("request body: expected a JSON object, got an empty body")
         return {}
     try:
-        document = json.loads(raw)
+        document = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body: not valid JSON ({exc})") from None
     if not isinstance(document, dict):
         raise InvalidInput(f"request body: expected a JSON object, got {type(document).__name__}")
     return document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def query_number(name: str, *, default: float, minimum: float, maximum: float) -> float:

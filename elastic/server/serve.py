@@ -54,9 +54,8 @@ class Orchestrator:
         self.last_results_file: Path | None = None
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
         if watch_folder:
-            folder = config.resolve(config.task_queues_path)
-            self._add_loop("ingest", config.task_distribution_interval_seconds,
-                           lambda: ingest.ingest_folder(self.store, folder))
+            watcher = ingest.FolderWatcher(self.store, config.resolve(config.task_queues_path))
+            self._add_loop("ingest", config.task_distribution_interval_seconds, watcher.scan)
         if write_results:
             self._add_loop("results", config.results_interval_seconds, self.write_results)
 
@@ -125,6 +124,9 @@ class Orchestrator:
         self.stopping.set()
         self.server.close()
         self.server.task_dispatcher.shutdown(timeout=5)
+        for thread in self.loops:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(timeout=30)
         try:
             self.write_results()
         except Exception:

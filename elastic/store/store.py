@@ -34,6 +34,7 @@ from elastic.tasks import (
     Worker,
     WorkerStatus,
     estimate_tokens,
+    finite_json,
     requirement_of,
 )
 
@@ -352,14 +353,16 @@ class Store:
                 if succeeded:
                     self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
                     conn.execute(update(tasks).where(tasks.c.seq == row["seq"]).values(
-                        status=TaskStatus.COMPLETED.value, result=dict(result), finished_at=now,
+                        status=TaskStatus.COMPLETED.value, result=finite_json(dict(result)),
+                        finished_at=now,
                         progress=1.0, lease_expires_at=None, error=None))
                     self._count_for_worker(conn, worker_id, completed=1)
                 else:
                     error = str(result.get("error") or "the worker reported success: false")
                     retry = result.get("retryable", True) is not False
                     self._end_attempt(conn, row, AttemptOutcome.FAILED, error, now,
-                                      counts_as_failure=True, retry=retry, result=dict(result))
+                                      counts_as_failure=True, retry=retry,
+                                      result=finite_json(dict(result)))
                     self._count_for_worker(conn, worker_id, failed=1)
                 return self._load_task(conn, task_id)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from elastic.errors import ElasticError, NotFound, ServerUnreachable, TaskCancelled
 from elastic.executors import EXECUTORS, ExecutionContext, Executor, get_executor
+from elastic.tasks import finite_json
 from elastic.transport import Transport
 
 log = logging.getLogger("elastic.worker")
@@ -231,7 +232,7 @@ class WorkerLoop:
     def _deliver_result(self, running: RunningTask, result: dict[str, Any]) -> None:
         """Report until the server answers: a result is never dropped for a network error."""
         body = {"worker_id": self.settings.worker_id, "lease_token": running.lease_token,
-                "result": result}
+                "result": finite_json(result)}
         deadline = time.monotonic() + self.settings.result_delivery_seconds
         delay = 0.5
         while True:
