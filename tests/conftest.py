@@ -29,7 +29,7 @@ for name in list(os.environ):
         del os.environ[name]
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_TEMPLATE = "elastic_test_template"
+PG_TEMPLATE = f"elastic_test_template_{os.getpid()}"
 
 FAST_CONFIG = """
 lease_seconds = 3.0
@@ -78,7 +78,7 @@ def _postgres_available() -> bool:
 
 
 @pytest.fixture(scope="session")
-def postgres_template() -> str:
+def postgres_template() -> Iterator[str]:
     """A migrated template database; per-test databases are copies of it."""
     if not _postgres_available():
         if os.environ.get("CI"):
@@ -89,7 +89,8 @@ def postgres_template() -> str:
     _pg_admin(f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}"', f'CREATE DATABASE "{PG_TEMPLATE}"')
     store = open_store(f"postgresql://postgres@127.0.0.1:5432/{PG_TEMPLATE}")
     store.engine.dispose()
-    return PG_TEMPLATE
+    yield PG_TEMPLATE
+    _pg_admin(f'DROP DATABASE IF EXISTS "{PG_TEMPLATE}" WITH (FORCE)')
 
 
 def _pg_admin(*statements: str) -> None:
