@@ -52,7 +52,7 @@ def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return function(*args, **kwargs)
         except ElasticError as exc:
-            stderr.print(f"[red]error:[/red] {exc.message}", highlight=False)
+            click.echo(f"error: {exc.message}", err=True)
             sys.exit(exc.exit_code)
     return wrapper
 
@@ -370,7 +370,8 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
 @click.option("--steps", type=int, help="num_steps.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first task.")
 @click.option("--priority", default="medium", show_default=True, help="high, medium, low or 1..10.")
-@click.option("--description", default="Lote de tareas de simulación", show_default=True)
+@click.option("--description", default="Lote de tareas de simulación", show_default=True,
+              help="What the batch is for (metadata.description).")
 @click.option("--count", type=click.IntRange(1, 10_000), default=1, show_default=True,
               help="How many tasks (seeds seed, seed+1, ...).")
 @click.option("--output", type=click.Path(), help="File or folder (default task_queues/).")
@@ -404,13 +405,18 @@ def new_batch(algorithm: str | None, particles: int | None, steps: int | None, s
 
 @main.group()
 def results() -> None:
-    """Results stored in the database."""
+    """Results stored in the database.
+
+    Example:
+
+        elastic results export --format csv > results.csv
+    """
 
 
 @results.command("export")
 @click.option("--since", help="Only tasks ended at or after this ISO date/time (UTC if no zone).")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
-              show_default=True)
+              show_default=True, help="Output format.")
 @click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
 @config_option
 @reports_errors

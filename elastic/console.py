@@ -40,7 +40,8 @@ def count_words(statuses: Iterable[str]) -> str:
 def summary_table(tasks: Sequence[Task]) -> Table:
     """One row per task of a batch: status, algorithm, worker, time and the key figures."""
     table = Table(title="batch summary")
-    for column in ("task", "type", "status", "worker", "attempts", "time (s)", "outcome"):
+    table.add_column("task", no_wrap=True)
+    for column in ("type", "status", "worker", "attempts", "time (s)", "outcome"):
         table.add_column(column)
     for task in tasks:
         elapsed = task.execution_time_s
@@ -76,7 +77,8 @@ def status_view(stats: Mapping[str, Any], workers: Sequence[Mapping[str, Any]],
 
 def _workers_table(workers: Sequence[Mapping[str, Any]]) -> Table:
     table = Table(title="workers")
-    for column in ("worker", "type", "status", "running", "completed", "failed",
+    table.add_column("worker", no_wrap=True)
+    for column in ("type", "status", "running", "completed", "failed",
                    "success rate", "last heartbeat", "provider"):
         table.add_column(column)
     for worker in workers:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -193,9 +194,9 @@ def _task_id(entry: Mapping[str, Any], *, index: int, digest: str | None) -> str
     if given is None:
         return f"{digest}-{index}" if digest else str(uuid.uuid4())
     if (not isinstance(given, str) or not given.strip() or len(given) > MAX_TASK_ID_LENGTH
-            or "/" in given):
+            or "/" in given or "\x00" in given):
         raise InvalidTask(f"must be a string of 1..{MAX_TASK_ID_LENGTH} characters without "
-                          f"'/', got {given!r}", field="task_id")
+                          f"'/' or NUL, got {reprlib.repr(given)}", field="task_id")
     return given
 
 
@@ -212,6 +213,8 @@ def _description(entry: Mapping[str, Any]) -> str | None:
     description = entry.get("description")
     if description is not None and not isinstance(description, str):
         raise InvalidTask(f"must be a string, got {_kind(description)}", field="description")
+    if description is not None and "\x00" in description:
+        raise InvalidTask("must not contain a NUL character", field="description")
     return description
 
 

@@ -159,8 +159,8 @@ def _wait_seconds(config: Config) -> float:
 
 def _identifier(body: dict[str, Any], name: str) -> str:
     value = field_of(body, name, str)
-    if not value.strip() or len(value) > 200 or "/" in value:
-        raise InvalidInput(f"field '{name}': must be 1..200 characters without '/'")
+    if not value.strip() or len(value) > 200 or "/" in value or "\x00" in value:
+        raise InvalidInput(f"field '{name}': must be 1..200 characters, without '/' or NUL")
     return value
 
 

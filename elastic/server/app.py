@@ -16,7 +16,7 @@ from typing import Any
 import bottle
 
 from elastic.config import Config
-from elastic.errors import BodyTooLarge, ElasticError, InvalidInput, Unauthorized
+from elastic.errors import BodyTooLarge, ElasticError, InvalidInput, NotFound, Unauthorized
 from elastic.store import Store
 
 log = logging.getLogger("elastic.server")
@@ -67,6 +67,8 @@ class JsonPlugin:
                 if not open_route:
                     self._check_token()
                 self._check_size()
+                if any("\x00" in str(value) for value in kwargs.values()):
+                    raise NotFound("not found: a NUL character in the path")
                 body = callback(*args, **kwargs)
             except ElasticError as exc:
                 return error_response(exc.http_status, exc.message)

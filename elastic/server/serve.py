@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from waitress.server import create_server
 
@@ -35,6 +36,20 @@ def check_bind_address(config: Config) -> None:
                           "(ELASTIC_TOKEN) for a reachable server, or --insecure", config.host)
 
 
+def listen(app: object, *, host: str, port: int, threads: int, **options: Any) -> Any:
+    """A threaded waitress server bound to ``host:port``.
+
+    Raises:
+        ConfigError: the address cannot be bound (in use, or not this machine's).
+    """
+    try:
+        return create_server(app, host=host, port=port, threads=threads, ident="elastic",
+                             **options)
+    except OSError as exc:
+        raise ConfigError("port", "flag or config",
+                          f"a free port on {host} ({exc.strerror})", port) from None
+
+
 class Orchestrator:
     """The server and its loops, startable in the foreground or in a thread."""
 
@@ -46,10 +61,9 @@ class Orchestrator:
             lease_seconds=config.lease_seconds,
             worker_timeout_seconds=config.worker_timeout_seconds)
         self.stopping = threading.Event()
-        self.server = create_server(make_app(self.store, config), host=config.host,
-                                    port=config.port, threads=config.server_threads,
-                                    channel_timeout=max(120, int(config.max_wait_seconds) + 30),
-                                    ident="elastic")
+        self.server = listen(make_app(self.store, config), host=config.host, port=config.port,
+                             threads=config.server_threads,
+                             channel_timeout=max(120, int(config.max_wait_seconds) + 30))
         self.loops: list[threading.Thread] = []
         self.last_results_file: Path | None = None
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError
+
+from elastic.errors import ElasticError
 from elastic.store.dialects import create_store_engine
 from elastic.store.migrate import upgrade_to_head
 from elastic.store.store import ExpiryReport, Store, SubmitOutcome
@@ -12,7 +15,12 @@ def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
     """Open the database at ``url``, upgrading its schema to the newest migration."""
     engine = create_store_engine(url)
     if upgrade:
-        upgrade_to_head(engine)
+        try:
+            upgrade_to_head(engine)
+        except OperationalError as exc:
+            shown = engine.url.render_as_string(hide_password=True)
+            raise ElasticError(f"cannot open the database {shown}: "
+                               f"{str(exc.orig).strip().splitlines()[0]}") from None
     return Store(engine, max_retries=max_retries, lease_seconds=lease_seconds,
                  worker_timeout_seconds=worker_timeout_seconds)
 

@@ -13,21 +13,32 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from elastic.errors import ConfigError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "elastic_read_only"
 
 
 def create_store_engine(url: str) -> Engine:
-    """An engine for ``url`` with elastic's per-dialect settings applied."""
-    parsed = make_url(url)
+    """An engine for ``url`` with elastic's per-dialect settings applied.
+
+    Raises:
+        ConfigError: the URL is not a SQLite or PostgreSQL URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("database_url", "flag or config",
+                          "a URL such as sqlite:///elastic.db or postgresql://host/db", url) from None
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    raise ConfigError("database_url", "flag or config", "a sqlite:// or postgresql:// URL", url)
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -6,9 +6,9 @@ import threading
 from typing import Any
 
 import bottle
-from waitress.server import create_server
 
 from elastic.server.app import JsonPlugin, render_bottle_error
+from elastic.server.serve import listen
 from elastic.worker.loop import WorkerLoop
 
 
@@ -47,6 +47,6 @@ def make_status_app(worker: WorkerLoop, *, token: str | None) -> bottle.Bottle:
 def start_status_server(worker: WorkerLoop, *, host: str, port: int,
                         token: str | None) -> Any:
     """Serve the worker's status endpoints from a daemon thread; returns the server."""
-    server = create_server(make_status_app(worker, token=token), host=host, port=port, threads=2)
+    server = listen(make_status_app(worker, token=token), host=host, port=port, threads=2)
     threading.Thread(target=server.run, name="status-server", daemon=True).start()
     return server

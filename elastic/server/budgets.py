@@ -1,0 +1,286 @@
+"""Provider budgets held by the orchestrator, shared by every worker that calls a provider.
+
+Each worker process used to count its own requests, so N workers on one API key could
+send N times the limit. Here the orchestrator keeps one ``ProviderLimiter`` per provider
+name, built from its own ``[providers.<name>.limits]``, and workers ask it before every
+call (``elastic.providers.shared_limits.SharedLimiter``):
+
+- ``POST /api/providers/<name>/reserve`` checks the budget and counts the request in
+  one step, under a per-provider lock, so two workers never both take the last slot;
+- ``POST /api/providers/<name>/settle`` replaces the estimate with the tokens used;
+- ``POST /api/providers/<name>/pause`` rests the provider for everyone after a 429 or
+  an exhausted daily quota seen by one worker;
+- ``GET /api/providers`` and ``GET /api/providers/<name>`` show the budgets.
+
+Budgets live in memory: a restarted orchestrator starts with empty windows.
+Install with ``budgets.add_routes(app, budgets.ProviderBudgets.from_config(config))``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bottle
+
+from elastic.config import Config
+from elastic.errors import InvalidInput, NotFound
+from elastic.providers.limits import DAY_SECONDS, ProviderLimiter, Reservation
+from elastic.server.app import field_of, read_json
+
+MAX_ESTIMATED_TOKENS = 10**9
+MAX_ID_LENGTH = 200
+MAX_PAUSE_UNTIL = 1e11  # epoch seconds, about the year 5138: anything later is a mistake
+MAX_OPEN_RESERVATIONS = 100_000
+
+
+@dataclass(frozen=True)
+class OpenReservation:
+    """A granted request not settled yet: which provider, which worker, its limiter entry."""
+
+    provider: str
+    worker_id: str
+    entry: Reservation
+
+
+class UnknownBudget(NotFound):
+    """No provider budget has that name."""
+
+
+class ProviderBudgets:
+    """One ``ProviderLimiter`` per provider name, and the reservations granted from them."""
+
+    def __init__(self, limiters: Mapping[str, ProviderLimiter]) -> None:
+        self._limiters = dict(limiters)
+        self._locks = {name: threading.Lock() for name in self._limiters}
+        self._open: OrderedDict[str, OpenReservation] = OrderedDict()
+        self._open_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Config, *, names: Iterable[str] | None = None) -> ProviderBudgets:
+        """A budget for every known provider and every ``[providers.<name>]`` in ``config``.
+
+        Raises:
+            ConfigError: naming a bad ``providers.<name>.limits`` key or value.
+        """
+        if names is None:
+            from elastic.providers import PROVIDERS
+
+            names = PROVIDERS
+        limiters = {}
+        for name in sorted({*names, *config.providers}):
+            limits = config.provider_settings(name).get("limits")
+            limiters[name] = ProviderLimiter.from_settings(
+                limits, key_prefix=f"providers.{name}.limits", source=config.config_path)
+        return cls(limiters)
+
+    @property
+    def names(self) -> list[str]:
+        """The provider names, sorted."""
+        return sorted(self._limiters)
+
+    def limiter_of(self, name: str) -> ProviderLimiter:
+        """The limiter of provider ``name``.
+
+        Raises:
+            UnknownBudget: naming the known providers (404).
+        """
+        try:
+            return self._limiters[name]
+        except KeyError:
+            known = ", ".join(self.names)
+            raise UnknownBudget(f"unknown provider {name!r} (known: {known})") from None
+
+    def reserve(self, name: str, estimated_tokens: int, *, worker_id: str,
+                now: float | None = None) -> dict[str, Any]:
+        """Count one request of ``estimated_tokens`` if it fits now; else say when it will.
+
+        Checking and counting happen under the provider's lock, so concurrent workers
+        never both get the last slot. Returns ``granted`` with ``reservation_id``, or
+        ``retry_at`` (epoch seconds) and ``retry_after_seconds``; both with ``snapshot``.
+        """
+        now = time.time() if now is None else now
+        limiter = self.limiter_of(name)
+        with self._locks[name]:
+            available_at = limiter.available_at(estimated_tokens, now)
+            entry = limiter.reserve(estimated_tokens, now) if available_at <= now else None
+        answer: dict[str, Any] = {"granted": entry is not None, "server_time": now}
+        if entry is None:
+            answer.update(retry_at=available_at, retry_after_seconds=available_at - now)
+        else:
+            answer["reservation_id"] = self._remember(OpenReservation(name, worker_id, entry), now)
+        answer["snapshot"] = limiter.snapshot(now)
+        return answer
+
+    def settle(self, name: str, reservation_id: str, tokens_used: int, *,
+               now: float | None = None) -> dict[str, Any]:
+        """Replace a granted request's estimate with the tokens the provider reported.
+
+        Raises:
+            NotFound: no open reservation of that provider has that id (settled already,
+                or granted before the orchestrator restarted).
+        """
+        now = time.time() if now is None else now
+        limiter = self.limiter_of(name)
+        with self._open_lock:
+            found = self._open.get(reservation_id)
+            if found is None or found.provider != name:
+                raise NotFound(f"no open reservation {reservation_id!r} for provider {name!r} "
+                               "(settled already, or the orchestrator restarted)")
+            del self._open[reservation_id]
+        limiter.settle(found.entry, tokens_used, now)
+        return {"settled": True, "server_time": now, "snapshot": limiter.snapshot(now)}
+
+    def pause(self, name: str, until: float, *, now: float | None = None) -> dict[str, Any]:
+        """Rest provider ``name`` for every worker until ``until`` (a later pause wins)."""
+        now = time.time() if now is None else now
+        limiter = self.limiter_of(name)
+        limiter.pause_until(until)
+        snapshot = limiter.snapshot(now)
+        return {"cooldown_until": snapshot["cooldown_until"], "server_time": now,
+                "snapshot": snapshot}
+
+    def availability(self, name: str, estimated_tokens: int, *,
+                     now: float | None = None) -> dict[str, Any]:
+        """Provider ``name``'s budget, when a request of ``estimated_tokens`` fits, and the
+        most estimated tokens a worker may lease a task for now (None: no limit)."""
+        now = time.time() if now is None else now
+        limiter = self.limiter_of(name)
+        return {"provider": name, "server_time": now,
+                "available_at": limiter.available_at(estimated_tokens, now),
+                "token_allowance": limiter.token_allowance(now),
+                "snapshot": limiter.snapshot(now)}
+
+    def snapshots(self, *, now: float | None = None) -> dict[str, dict[str, Any]]:
+        """Every provider's budget (``ProviderLimiter.snapshot``) by name."""
+        now = time.time() if now is None else now
+        return {name: self._limiters[name].snapshot(now) for name in self.names}
+
+    def _remember(self, reservation: OpenReservation, now: float) -> str:
+        """Keep a granted reservation until it is settled; forget the oldest ones after a
+        day or beyond ``MAX_OPEN_RESERVATIONS`` (their workers died before settling)."""
+        reservation_id = uuid.uuid4().hex
+        with self._open_lock:
+            self._open[reservation_id] = reservation
+            while self._open:
+                oldest = next(iter(self._open.values()))
+                if len(self._open) <= MAX_OPEN_RESERVATIONS and oldest.entry.at > now - DAY_SECONDS:
+                    break
+                self._open.popitem(last=False)
+        return reservation_id
+
+
+def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
+    """Attach the ``/api/providers`` routes (described by ``BUDGET_PATHS``) to ``app``."""
+
+    @app.get("/api/providers")
+    def list_budgets() -> dict[str, Any]:
+        return {"providers": budgets.snapshots(), "server_time": time.time()}
+
+    @app.get("/api/providers/<name>")
+    def show_budget(name: str) -> dict[str, Any]:
+        return budgets.availability(name, query_integer("estimated_tokens", default=0))
+
+    @app.post("/api/providers/<name>/reserve")
+    def reserve_budget(name: str) -> dict[str, Any]:
+        body = read_json()
+        estimated = bounded_integer(body, "estimated_tokens")
+        worker_id = bounded_string(body, "worker_id")
+        return budgets.reserve(name, estimated, worker_id=worker_id)
+
+    @app.post("/api/providers/<name>/settle")
+    def settle_budget(name: str) -> dict[str, Any]:
+        body = read_json()
+        reservation_id = bounded_string(body, "reservation_id")
+        return budgets.settle(name, reservation_id, bounded_integer(body, "tokens_used"))
+
+    @app.post("/api/providers/<name>/pause")
+    def pause_budget(name: str) -> dict[str, Any]:
+        body = read_json()
+        until = field_of(body, "until", (int, float))
+        if not 0 <= until <= MAX_PAUSE_UNTIL:  # NaN fails this too
+            raise InvalidInput(f"field 'until': must be epoch seconds between 0 and {MAX_PAUSE_UNTIL:g}")
+        return budgets.pause(name, float(until))
+
+
+def bounded_integer(body: dict[str, Any], name: str) -> int:
+    """``body[name]`` as an integer from 0 to ``MAX_ESTIMATED_TOKENS``, or InvalidInput naming it."""
+    value = field_of(body, name, int)
+    if not 0 <= value <= MAX_ESTIMATED_TOKENS:
+        raise InvalidInput(f"field '{name}': must be between 0 and {MAX_ESTIMATED_TOKENS}")
+    return value
+
+
+def bounded_string(body: dict[str, Any], name: str) -> str:
+    """``body[name]`` as a string of 1 to ``MAX_ID_LENGTH`` characters, or InvalidInput."""
+    value = field_of(body, name, str)
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise InvalidInput(f"field '{name}': must be 1 to {MAX_ID_LENGTH} characters")
+    return value
+
+
+def query_integer(name: str, *, default: int) -> int:
+    """A whole-number query parameter from 0 to ``MAX_ESTIMATED_TOKENS``, or InvalidInput."""
+    raw = bottle.request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ESTIMATED_TOKENS:
+        raise InvalidInput(f"query parameter '{name}': expected a whole number from 0 to "
+                           f"{MAX_ESTIMATED_TOKENS}, got {raw!r}")
+    return int(raw)
+
+
+def _operation(summary: str, *, body: dict[str, Any] | None = None, with_name: bool = True,
+               query: list[dict[str, Any]] | None = None,
+               statuses: tuple[int, ...] = (400, 401, 404)) -> dict[str, Any]:
+    """One OpenAPI operation in the shape ``elastic.server.openapi`` uses."""
+    error = {"description": "error", "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "ok", "content": {"application/json": {
+            "schema": {"type": ["object", "array"]}}}},
+            **{str(status): error for status in statuses}},
+    }
+    parameters = [{"name": "name", "in": "path", "required": True,
+                   "schema": {"type": "string"}}] if with_name else []
+    parameters += query or []
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {"required": True,
+                                    "content": {"application/json": {"schema": body}}}
+    return operation
+
+
+def _body(**properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object schema whose listed properties are all required."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_ESTIMATED_TOKENS}
+IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+
+BUDGET_PATHS: dict[str, dict[str, Any]] = {
+    "/api/providers": {"get": _operation(
+        "Every provider's shared budget: cooldown, limits and what remains of each",
+        with_name=False, statuses=(400, 401))},
+    "/api/providers/{name}": {"get": _operation(
+        "One provider's budget, when a request fits and the tokens a worker may lease for",
+        query=[{"name": "estimated_tokens", "in": "query", "required": False, "schema": TOKENS,
+                "description": "the size of the request asked about (default 0)"}])},
+    "/api/providers/{name}/reserve": {"post": _operation(
+        "Count one request against the shared budget if it fits now, else say when it will",
+        body=_body(estimated_tokens=TOKENS, worker_id=IDENTIFIER))},
+    "/api/providers/{name}/settle": {"post": _operation(
+        "Replace a granted request's estimate with the tokens the provider reported",
+        body=_body(reservation_id=IDENTIFIER, tokens_used=TOKENS))},
+    "/api/providers/{name}/pause": {"post": _operation(
+        "Rest the provider for every worker until an epoch time (after a 429 or daily quota)",
+        body=_body(until={"type": "number", "minimum": 0, "maximum": MAX_PAUSE_UNTIL}))},
+}
