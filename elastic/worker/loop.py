@@ -27,6 +27,7 @@ log = logging.getLogger("elastic.worker")
 BUSY_HEARTBEAT_SECONDS = 0.5
 HISTORY_LENGTH = 100
 MAX_BACKOFF_SECONDS = 10.0
+STOPPING_DELIVERY_SECONDS = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,8 +242,11 @@ class WorkerLoop:
                 self.counts["completed" if result.get("success") else "failed"] += 1
                 return
             except ServerUnreachable as exc:
+                if self.stopping.is_set():
+                    deadline = min(deadline, time.monotonic() + STOPPING_DELIVERY_SECONDS)
                 if time.monotonic() > deadline:
-                    log.error("gave up delivering the result of %s: %s", running.task_id, exc)
+                    log.error("gave up delivering the result of %s (its lease will expire "
+                              "and it will run again): %s", running.task_id, exc)
                     return
                 log.warning("result of %s not delivered (%s); retrying in %.1f s",
                             running.task_id, exc, delay)
