@@ -146,6 +146,7 @@ def worker(server_url: str | None, worker_type: str, worker_id: str | None, capa
     """
     from elastic.executors import EXECUTORS
     from elastic.executors.simulation import Simulation
+    from elastic.providers.shared_limits import share_budget
     from elastic.transport import Transport
     from elastic.worker.loop import WorkerLoop, WorkerSettings
     from elastic.worker.presets import worker_capabilities, worker_provider
@@ -162,8 +163,12 @@ def worker(server_url: str | None, worker_type: str, worker_id: str | None, capa
         checkpoint_interval_seconds=settings.checkpoint_interval_seconds)
     executors = {**EXECUTORS,
                  "simulation": Simulation(memory_limit_mb=settings.memory_limit_mb)}
+    provider = worker_provider(worker_type, settings)
     loop = WorkerLoop(Transport(settings.server_url, token=settings.token), worker_settings,
-                      executors=executors, provider=worker_provider(worker_type, settings))
+                      executors=executors, provider=provider)
+    if provider is not None:
+        share_budget(provider, Transport(settings.server_url, token=settings.token),
+                     worker_id=worker_settings.worker_id, stopping=loop.stopping)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop())
     if port is not None:

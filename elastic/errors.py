@@ -15,6 +15,7 @@ class ElasticError(Exception):
     http_status = 500
     exit_code = 1
     retryable = True  # whether another attempt of the task could succeed
+    hand_back = False  # True: this worker cannot run it now but another could; not a failure
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())

@@ -49,9 +49,11 @@ MAX_PAUSE_UNTIL = 1e11
 class SharedBudgetExhausted(QuotaExhausted):
     """The budget shared by all workers has no room for this request soon enough.
 
-    The task is given up by this worker (retryably), so another worker whose provider
-    has room takes it; ``reset_at`` is when this provider has room again.
+    The worker hands the task back (not counted as a failed attempt), so another worker
+    whose provider has room takes it; ``reset_at`` is when this provider has room again.
     """
+
+    hand_back = True
 
 
 @dataclass(eq=False)

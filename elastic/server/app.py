@@ -26,7 +26,7 @@ OPEN_PATHS = frozenset({"/health"})
 
 def make_app(store: Store, config: Config) -> bottle.Bottle:
     """The orchestrator's WSGI application over ``store``."""
-    from elastic.server import api, openapi, views
+    from elastic.server import api, budgets, openapi, views
 
     app = bottle.Bottle()
     app.config["json.enable"] = False
@@ -37,6 +37,7 @@ def make_app(store: Store, config: Config) -> bottle.Bottle:
     api.add_routes(app, store, config)
     views.add_routes(app, store, config)
     openapi.add_routes(app)
+    budgets.add_routes(app, budgets.ProviderBudgets.from_config(config))
     return app
 
 

@@ -22,14 +22,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import bottle
 
 from elastic.config import Config
-from elastic.errors import InvalidInput, NotFound
+from elastic.errors import ConfigError, InvalidInput, NotFound
 from elastic.providers.limits import DAY_SECONDS, ProviderLimiter, Reservation
 from elastic.server.app import field_of, read_json
 
@@ -62,19 +62,21 @@ class ProviderBudgets:
         self._open_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Config, *, names: Iterable[str] | None = None) -> ProviderBudgets:
-        """A budget for every known provider and every ``[providers.<name>]`` in ``config``.
+    def from_config(cls, config: Config) -> ProviderBudgets:
+        """A budget for every known provider and every ``[providers.<name>]`` in ``config``,
+        limited by its ``[providers.<name>.limits]`` (unlimited without one).
 
         Raises:
             ConfigError: naming a bad ``providers.<name>.limits`` key or value.
         """
-        if names is None:
-            from elastic.providers import PROVIDERS
+        from elastic.providers import PROVIDERS
 
-            names = PROVIDERS
         limiters = {}
-        for name in sorted({*names, *config.providers}):
+        for name in sorted({*PROVIDERS, *config.providers}):
             limits = config.provider_settings(name).get("limits")
+            if limits is not None and not isinstance(limits, Mapping):
+                raise ConfigError(f"providers.{name}.limits", config.config_path,
+                                  "a table of limits", limits)
             limiters[name] = ProviderLimiter.from_settings(
                 limits, key_prefix=f"providers.{name}.limits", source=config.config_path)
         return cls(limiters)
@@ -233,54 +235,3 @@ def query_integer(name: str, *, default: int) -> int:
         raise InvalidInput(f"query parameter '{name}': expected a whole number from 0 to "
                            f"{MAX_ESTIMATED_TOKENS}, got {raw!r}")
     return int(raw)
-
-
-def _operation(summary: str, *, body: dict[str, Any] | None = None, with_name: bool = True,
-               query: list[dict[str, Any]] | None = None,
-               statuses: tuple[int, ...] = (400, 401, 404)) -> dict[str, Any]:
-    """One OpenAPI operation in the shape ``elastic.server.openapi`` uses."""
-    error = {"description": "error", "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "responses": {"200": {"description": "ok", "content": {"application/json": {
-            "schema": {"type": ["object", "array"]}}}},
-            **{str(status): error for status in statuses}},
-    }
-    parameters = [{"name": "name", "in": "path", "required": True,
-                   "schema": {"type": "string"}}] if with_name else []
-    parameters += query or []
-    if parameters:
-        operation["parameters"] = parameters
-    if body is not None:
-        operation["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": body}}}
-    return operation
-
-
-def _body(**properties: dict[str, Any]) -> dict[str, Any]:
-    """A JSON object schema whose listed properties are all required."""
-    return {"type": "object", "required": list(properties), "properties": properties}
-
-
-TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_ESTIMATED_TOKENS}
-IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
-
-BUDGET_PATHS: dict[str, dict[str, Any]] = {
-    "/api/providers": {"get": _operation(
-        "Every provider's shared budget: cooldown, limits and what remains of each",
-        with_name=False, statuses=(400, 401))},
-    "/api/providers/{name}": {"get": _operation(
-        "One provider's budget, when a request fits and the tokens a worker may lease for",
-        query=[{"name": "estimated_tokens", "in": "query", "required": False, "schema": TOKENS,
-                "description": "the size of the request asked about (default 0)"}])},
-    "/api/providers/{name}/reserve": {"post": _operation(
-        "Count one request against the shared budget if it fits now, else say when it will",
-        body=_body(estimated_tokens=TOKENS, worker_id=IDENTIFIER))},
-    "/api/providers/{name}/settle": {"post": _operation(
-        "Replace a granted request's estimate with the tokens the provider reported",
-        body=_body(reservation_id=IDENTIFIER, tokens_used=TOKENS))},
-    "/api/providers/{name}/pause": {"post": _operation(
-        "Rest the provider for every worker until an epoch time (after a 429 or daily quota)",
-        body=_body(until={"type": "number", "minimum": 0, "maximum": MAX_PAUSE_UNTIL}))},
-}

@@ -7,6 +7,7 @@ from typing import Any
 import bottle
 
 from elastic import __version__
+from elastic.server.budgets import MAX_ESTIMATED_TOKENS, MAX_ID_LENGTH, MAX_PAUSE_UNTIL
 
 OBJECT = {"type": "object"}
 ERROR = {"description": "error", "content": {"application/json": {"schema": {
@@ -48,6 +49,35 @@ def _operation(summary: str, *, body: dict[str, Any] | None = None,
                                     "content": {"application/json": {"schema": body}}}
     return operation
 
+
+def _required(**properties: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object schema whose listed properties are all required."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_ESTIMATED_TOKENS}
+IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+NAME = _path_param("name")
+BUDGET_PATHS: dict[str, dict[str, Any]] = {
+    "/api/providers": {"get": _operation(
+        "Every provider's shared budget: cooldown, limits and what remains of each")},
+    "/api/providers/{name}": {"get": _operation(
+        "One provider's budget, when a request fits and the tokens a worker may lease for",
+        statuses=(400, 401, 404), params=[NAME, _query(
+            "estimated_tokens", TOKENS, "the size of the request asked about (default 0)")])},
+    "/api/providers/{name}/reserve": {"post": _operation(
+        "Count one request against the shared budget if it fits now, else say when it will",
+        statuses=(400, 401, 404), params=[NAME],
+        body=_required(estimated_tokens=TOKENS, worker_id=IDENTIFIER))},
+    "/api/providers/{name}/settle": {"post": _operation(
+        "Replace a granted request's estimate with the tokens the provider reported",
+        statuses=(400, 401, 404), params=[NAME],
+        body=_required(reservation_id=IDENTIFIER, tokens_used=TOKENS))},
+    "/api/providers/{name}/pause": {"post": _operation(
+        "Rest the provider for every worker until an epoch time (after a 429 or daily quota)",
+        statuses=(400, 401, 404), params=[NAME],
+        body=_required(until={"type": "number", "minimum": 0, "maximum": MAX_PAUSE_UNTIL}))},
+}
 
 WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 86400},
               "hold the request up to this many seconds (long poll)")
@@ -106,6 +136,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/tasks": {"get": _operation("Seed-004 task list (a JSON array)", params=[
         _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000000}, "how many")])},
     "/workers": {"get": _operation("Seed-004 worker list (a JSON array)")},
+    **BUDGET_PATHS,
 }
 
 

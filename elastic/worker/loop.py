@@ -174,6 +174,11 @@ class WorkerLoop:
         except TaskCancelled:
             self._after_cancel(running)
             return
+        except ElasticError as exc:
+            log.info("handing %s back: %s", running.task_id, exc.message)
+            running.handing_back = True
+            self._after_cancel(running)
+            return
         finally:
             with self._lock:
                 self.running.pop(running.task_id, None)
@@ -203,6 +208,8 @@ class WorkerLoop:
         except TaskCancelled:
             raise
         except ElasticError as exc:
+            if exc.hand_back:
+                raise
             return {"success": False, "error": exc.message, "retryable": exc.retryable}
         except Exception as exc:
             log.exception("task %s raised", payload["task_id"])
