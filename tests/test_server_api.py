@@ -215,3 +215,15 @@ def test_openapi_describes_every_route(api: Api) -> None:
     served = {(route.rule.replace("<", "{").replace(">", "}"), route.method.lower())
               for route in app.routes}
     assert served == described
+
+
+def test_submitting_a_known_task_id_again_is_idempotent(api: Api) -> None:
+    task = {**GENOME_TASK, "task_id": "darwin-gen-1"}
+    first = api.post("/api/tasks/submit", task).json()
+    again = api.post("/api/tasks/submit", task).json()
+    assert (first["task_id"], first["created"]) == ("darwin-gen-1", True)
+    assert (again["task_id"], again["created"], again["status"]) == ("darwin-gen-1", False,
+                                                                     "submitted")
+    batch = api.post("/api/tasks/submit", {"tasks": [task, {**task, "task_id": "x"}]}).json()
+    assert (batch["created"], batch["duplicates"]) == (1, 1)
+    assert api.store.count_tasks()["total"] == 2
