@@ -33,6 +33,7 @@ from elastic.tasks import (
     TaskStatus,
     Worker,
     WorkerStatus,
+    can_transition,
     estimate_tokens,
     finite_json,
     requirement_of,
@@ -476,7 +477,7 @@ class Store:
                 task = self._load_task(conn, task_id)
                 if task.status is TaskStatus.CANCELLED:
                     return task
-                if task.status.is_final:
+                if not can_transition(task.status, TaskStatus.CANCELLED):
                     raise WrongState(f"task {task_id!r} already {task.status.value}")
                 if task.status is TaskStatus.ASSIGNED:
                     row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
