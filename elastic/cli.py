@@ -154,16 +154,16 @@ def worker(server_url: str | None, worker_type: str, worker_id: str | None, capa
 
     settings = load_config(config_path, server_url=server_url)
     extra = _parse_json_option("capabilities", capabilities_json)
+    provider = worker_provider(worker_type, settings)
     worker_settings = WorkerSettings(
         worker_id=worker_id or f"{worker_type}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
         worker_type=worker_type, capacity=capacity,
-        capabilities=worker_capabilities(worker_type, extra),
+        capabilities=worker_capabilities(worker_type, extra, provider=provider),
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         poll_wait_seconds=settings.poll_interval_seconds,
         checkpoint_interval_seconds=settings.checkpoint_interval_seconds)
     executors = {**EXECUTORS,
                  "simulation": Simulation(memory_limit_mb=settings.memory_limit_mb)}
-    provider = worker_provider(worker_type, settings)
     loop = WorkerLoop(Transport(settings.server_url, token=settings.token), worker_settings,
                       executors=executors, provider=provider)
     if provider is not None:

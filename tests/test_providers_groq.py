@@ -232,3 +232,9 @@ def test_the_standin_rate_limits_past_its_requests_per_minute(
 
         assert caught.value.retry_after_seconds == 2.0
         assert busy.requests_in_last_minute() == 3
+
+
+def test_the_seeds_short_model_name_is_sent_as_groqs_real_one(
+        provider: Provider, standin: GroqStandIn) -> None:
+    provider.complete(ChatRequest(MESSAGES, model="llama-3.3-70b"))
+    assert standin.requests[-1].json["model"] == "llama-3.3-70b-versatile"

@@ -43,7 +43,8 @@ def open_provider(name: str, settings: Mapping[str, Any] | None = None) -> Provi
 
     ``settings`` may hold ``model`` (the default model), ``temperature``,
     ``max_tokens``, ``timeout_seconds``, ``base_url`` (instead of the provider's
-    environment variable) and ``limits`` (see ``ProviderLimiter.from_settings``).
+    environment variable), ``models`` (the model names the worker offers; default: the
+    default model and its aliases) and ``limits`` (see ``ProviderLimiter.from_settings``).
 
     Raises:
         UnknownProvider: naming the known providers.
@@ -95,6 +96,8 @@ SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "base_url": (lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
                  "an http(s) URL"),
     "limits": (lambda v: isinstance(v, Mapping), "a table of limits"),
+    "models": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(m, str) and m for m in v),
+               "a non-empty list of model names this worker offers"),
 }
 
 __all__ = [

@@ -141,12 +141,16 @@ class SdkProvider:
 
     name: str = ""
     DEFAULT_MODEL: ClassVar[str] = ""
+    # Names users write (the seed's) for the provider's real model names.
+    MODEL_ALIASES: ClassVar[dict[str, str]] = {}
 
     def __init__(self, *, model: str | None = None, temperature: float | None = None,
                  max_tokens: int | None = None,
                  timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
-                 base_url: str | None = None, limiter: ProviderLimiter | None = None) -> None:
+                 base_url: str | None = None, limiter: ProviderLimiter | None = None,
+                 models: list[str] | None = None) -> None:
         self.default_model = model or self.DEFAULT_MODEL
+        self.models = list(models) if models else [self.default_model, *self.MODEL_ALIASES]
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout_seconds = timeout_seconds
@@ -161,7 +165,7 @@ class SdkProvider:
         """``request`` with its unset model, temperature and max_tokens filled in."""
         return dataclasses.replace(
             request,
-            model=request.model or self.default_model,
+            model=self.MODEL_ALIASES.get(request.model or "", request.model) or self.default_model,
             temperature=self.temperature if request.temperature is None else request.temperature,
             max_tokens=self.max_tokens if request.max_tokens is None else request.max_tokens,
         )

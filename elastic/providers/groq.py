@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from elastic.providers.base import (
     ChatRequest,
@@ -40,6 +40,7 @@ class GroqProvider(SdkProvider):
 
     name = "groq"
     DEFAULT_MODEL = "llama-3.3-70b-versatile"
+    MODEL_ALIASES: ClassVar[dict[str, str]] = {"llama-3.3-70b": "llama-3.3-70b-versatile"}
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)

@@ -10,10 +10,13 @@ from elastic.errors import ConfigError
 from elastic.tasks import WORKER_TYPE_TASKS
 
 
-def worker_capabilities(worker_type: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def worker_capabilities(worker_type: str, extra: Mapping[str, Any] | None = None, *,
+                        provider: Any = None) -> dict[str, Any]:
     """The capabilities a worker of ``worker_type`` registers with, widened by ``extra``.
 
-    A simulation worker advertises exactly the kernels that loaded on this machine.
+    A simulation worker advertises exactly the kernels that loaded on this machine; an
+    LLM worker the models its provider offers, so a task naming another provider's
+    model is never leased to it.
     """
     if worker_type not in WORKER_TYPE_TASKS:
         raise ConfigError("type", "flag", "one of " + ", ".join(WORKER_TYPE_TASKS), worker_type)
@@ -22,6 +25,8 @@ def worker_capabilities(worker_type: str, extra: Mapping[str, Any] | None = None
         from elastic.kernels import available_algorithms
 
         capabilities["algorithms"] = available_algorithms()
+    if provider is not None:
+        capabilities["models"] = list(provider.models)
     capabilities.update(extra or {})
     return capabilities
 
