@@ -27,6 +27,10 @@ from rich.live import Live
 from elastic import __version__, config, console, taskfiles
 from elastic.errors import ConfigError, ElasticError
 from elastic.tasks import NewTask
+from elastic.transport import task_path, task_status_path
+
+STATUS_IDS_PER_REQUEST = 100
+RECENT_FAILURES = 10
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -219,19 +223,26 @@ def _task_body(task: NewTask) -> dict[str, Any]:
 
 
 def _wait_with_progress(transport: Any, task_ids: list[str]) -> bool:
+    """Show a progress bar until every task ended; True if all completed.
+
+    Each round long-polls one open task (the wake-up) and then reads the open tasks
+    in lists of ``STATUS_IDS_PER_REQUEST``, not one request per task.
+    """
     statuses: dict[str, dict[str, Any]] = {}
     with console.batch_progress() as progress:
         bar = progress.add_task("tasks", total=len(task_ids), detail="")
         while True:
             open_ids = [tid for tid in task_ids if statuses.get(tid, {}).get("finished_at") is None]
-            for number, task_id in enumerate(open_ids):
-                statuses[task_id] = transport.get(f"/api/tasks/status/{task_id}",
-                                                  params={"wait": 1 if number == 0 else 0})
-            done = [s for s in statuses.values() if s["finished_at"] is not None]
-            progress.update(bar, completed=len(done),
+            if not open_ids:
+                return all(s["status"] == "completed" for s in statuses.values())
+            transport.get(task_status_path(open_ids[0]), params={"wait": 1})
+            for start in range(0, len(open_ids), STATUS_IDS_PER_REQUEST):
+                chunk = open_ids[start:start + STATUS_IDS_PER_REQUEST]
+                answer = transport.get("/api/tasks", params={"id": chunk, "limit": len(chunk)})
+                statuses.update({task["task_id"]: task for task in answer["tasks"]})
+            done = sum(s["finished_at"] is not None for s in statuses.values())
+            progress.update(bar, completed=done,
                             detail=console.count_words(s["status"] for s in statuses.values()))
-            if len(done) == len(task_ids):
-                return all(s["status"] == "completed" for s in done)
 
 
 @main.command()
@@ -294,10 +305,10 @@ def status(server_url: str | None, watch: bool, as_json: bool, config_path: str 
 
 
 def _status_data(transport: Any) -> dict[str, Any]:
-    tasks = transport.get("/api/tasks", params={"limit": 1000})["tasks"]
+    failures = transport.get("/api/tasks", params={"status": "failed", "limit": RECENT_FAILURES})
     return {"stats": transport.get("/api/stats"),
             "workers": transport.get("/api/workers/list")["workers"],
-            "recent_failures": [t for t in tasks if t["status"] == "failed"][:10]}
+            "recent_failures": failures["tasks"]}
 
 
 def _status_screen(transport: Any) -> Any:
@@ -321,7 +332,7 @@ def cancel(task_id: str, server_url: str | None, config_path: str | None) -> Non
 
     settings = load_config(config_path, server_url=server_url)
     answer = Transport(settings.server_url, token=settings.token).post(
-        f"/api/tasks/{task_id}/cancel")
+        task_path(task_id, "cancel"))
     stdout.print(f"{answer['task_id']}: {answer['status']}")
 
 

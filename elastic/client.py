@@ -35,7 +35,6 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from elastic import __version__
 from elastic.errors import (
@@ -50,7 +49,7 @@ from elastic.errors import (
 )
 from elastic.executors.base import ExecutionContext
 from elastic.executors.evolution import Crossover, Mutation
-from elastic.transport import DEFAULT_SERVER, Transport
+from elastic.transport import DEFAULT_SERVER, Transport, task_path, task_status_path
 
 DEFAULT_PRIORITY = 5
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 10.0
@@ -171,7 +170,7 @@ class Client:
 
     def status(self, task_id: str) -> dict[str, Any]:
         """The task's status record (``GET /api/tasks/status/{id}``)."""
-        return self._request("GET", _status_path(task_id), not_found=TaskNotFound)
+        return self._request("GET", task_status_path(task_id), not_found=TaskNotFound)
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the task to end and return its result.
@@ -235,7 +234,7 @@ class Client:
             TaskNotFound: no task has that id.
             Conflict: the task has already ended.
         """
-        return self._request("POST", f"/api/tasks/{quote(task_id, safe='')}/cancel",
+        return self._request("POST", task_path(task_id, "cancel"),
                              not_found=TaskNotFound)
 
     # LLM tasks -----------------------------------------------------------------------
@@ -404,7 +403,7 @@ class Client:
         if wait_seconds <= 0:
             return self.status(task_id)
         try:
-            return self._request("GET", _status_path(task_id), not_found=TaskNotFound,
+            return self._request("GET", task_status_path(task_id), not_found=TaskNotFound,
                                  params={"wait": _format_seconds(wait_seconds)},
                                  timeout=self.timeout + wait_seconds)
         except InvalidInput as exc:
@@ -583,11 +582,6 @@ __all__ = [
     "EvolutionAdapter",
     "TaskFailed",
 ]
-
-
-def _status_path(task_id: str) -> str:
-    """The status URL path of a task."""
-    return f"/api/tasks/status/{quote(task_id, safe='')}"
 
 
 def _long_poll_seconds(deadline: float | None, cap_seconds: float) -> float:

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from elastic.tasks import LLM_TASK_TYPES, NewTask, Task, TaskStatus
 
 WORKER_STOP_SECONDS = 15.0
 PR_SET_PDEATHSIG = 1
+REFRESHES_PER_SECOND = 5
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,10 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
 def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
                    on_progress: Callable[[list[Task]], None],
                    processes: Sequence[subprocess.Popen[bytes]]) -> list[Task]:
-    """Wait (woken by each change in the store) until every task has ended.
+    """Wait (woken by changes in the store) until every task has ended.
+
+    The batch is re-read at most ``REFRESHES_PER_SECOND`` times a second: a fast batch
+    ends thousands of tasks a second, and re-reading it after each would cost N² rows.
 
     Raises:
         ElasticError: every worker process exited while tasks were left.
@@ -133,7 +138,8 @@ def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
     store = orchestrator.store
     while True:
         seen = store.changes.version
-        tasks = store.get_tasks(task_ids)
+        refreshed_at = time.monotonic()
+        tasks = store.list_tasks(task_ids=task_ids)
         on_progress(tasks)
         if all(task.status.is_final for task in tasks):
             return tasks
@@ -141,3 +147,4 @@ def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
             raise ElasticError("every worker process exited before the batch ended; "
                                "see the logs/ folder")
         store.changes.wait_for_change(seen, 1.0)
+        time.sleep(max(0.0, refreshed_at + 1 / REFRESHES_PER_SECOND - time.monotonic()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -26,6 +27,21 @@ DEFAULT_SERVER = "http://127.0.0.1:5000"
 ERRORS_BY_STATUS: dict[int, type[ElasticError]] = {
     400: InvalidInput, 401: Unauthorized, 404: NotFound, 409: Conflict, 413: BodyTooLarge,
 }
+
+
+def task_path(task_id: str, action: str) -> str:
+    """``/api/tasks/<id>/<action>`` with the id quoted (ids may hold ``?``, ``#``, ``%``...)."""
+    return f"/api/tasks/{quote(task_id, safe='')}/{action}"
+
+
+def task_status_path(task_id: str) -> str:
+    """``/api/tasks/status/<id>`` with the id quoted."""
+    return f"/api/tasks/status/{quote(task_id, safe='')}"
+
+
+def worker_path(worker_id: str, action: str) -> str:
+    """``/api/workers/<id>/<action>`` with the id quoted."""
+    return f"/api/workers/{quote(worker_id, safe='')}/{action}"
 
 
 class Transport:

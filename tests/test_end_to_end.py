@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
 from conftest import ServerProcess, wait_until
@@ -192,3 +193,30 @@ def test_the_orchestrator_serves_a_batch_from_postgresql_and_survives_kill_9(
     ended = wait_until(lambda: all_ended(server.url, task_ids), timeout=120,
                        message="the batch to end on PostgreSQL")
     assert {s["status"] for s in ended.values()} == {"completed"}
+
+
+def test_task_ids_with_url_characters_run_through_workers_and_the_cli(
+        start_server: Starter, start_worker: WorkerStarter) -> None:
+    server = start_server()
+    worker = start_worker(server.url, worker_type="evolution", worker_id="evo ?#%1")
+    odd = "gen 1?#%x"
+    mutation = {"type": "evolution_mutation", "task_id": odd,
+                "data": {"genome": {"a": 1.0}, "mutation_rate": 1.0, "seed": 3}}
+    submit(server.url, [mutation])
+    ended = wait_until(lambda: all_ended_quoted(server.url, odd), timeout=60,
+                       message="the oddly named task to end")
+    assert ended["status"] == "completed" and ended["assigned_to"] == "evo ?#%1"
+    pending = {**mutation, "task_id": "later ?#%", "priority": 1}
+    worker.terminate()
+    assert worker.wait(timeout=15) == 0
+    submit(server.url, [pending])
+    cancelled = subprocess.run([sys.executable, "-m", "elastic", "cancel", "later ?#%",
+                                "--server", server.url], capture_output=True, text=True,
+                               timeout=60)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "cancelled" in cancelled.stdout
+
+
+def all_ended_quoted(url: str, task_id: str) -> dict[str, object] | None:
+    status = requests.get(f"{url}/api/tasks/status/{quote(task_id, safe='')}", timeout=10).json()
+    return status if status["finished_at"] else None

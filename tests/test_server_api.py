@@ -227,3 +227,26 @@ def test_submitting_a_known_task_id_again_is_idempotent(api: Api) -> None:
     batch = api.post("/api/tasks/submit", {"tasks": [task, {**task, "task_id": "x"}]}).json()
     assert (batch["created"], batch["duplicates"]) == (1, 1)
     assert api.store.count_tasks()["total"] == 2
+
+
+def test_the_task_list_filters_by_id_and_state(api: Api) -> None:
+    for task_id in ("a", "b", "c"):
+        api.post("/api/tasks/submit", {**GENOME_TASK, "task_id": task_id})
+    api.store.cancel_task("b")
+    chosen = api.get("/api/tasks", params={"id": ["a", "b", "nope"]}).json()["tasks"]
+    assert sorted(task["task_id"] for task in chosen) == ["a", "b"]
+    cancelled = api.get("/api/tasks", params={"status": "cancelled"}).json()["tasks"]
+    assert [task["task_id"] for task in cancelled] == ["b"]
+    both = api.get("/api/tasks", params={"id": ["a", "b"], "status": "pending"}).json()["tasks"]
+    assert [task["task_id"] for task in both] == ["a"]
+
+
+@pytest.mark.parametrize(("params", "name"), [
+    ({"status": "done"}, "status"), ({"limit": "2.7"}, "limit"), ({"limit": "0"}, "limit"),
+    ({"id": [str(n) for n in range(501)]}, "id"),
+])
+def test_a_bad_task_list_query_gets_400_naming_the_parameter(
+        api: Api, params: dict[str, object], name: str) -> None:
+    answer = api.get("/api/tasks", params=params)
+    assert answer.status_code == 400
+    assert f"'{name}'" in answer.json()["error"]

@@ -14,11 +14,12 @@ import bottle
 from elastic import taskfiles
 from elastic.config import Config
 from elastic.errors import InvalidInput
-from elastic.server.app import field_of, query_number, read_json
+from elastic.server.app import field_of, query_integer, query_number, read_json
 from elastic.store import Store
-from elastic.tasks import WORKER_TYPE_TASKS, Lease, Task, Worker, WorkerStatus, iso
+from elastic.tasks import WORKER_TYPE_TASKS, Lease, Task, TaskStatus, Worker, WorkerStatus, iso
 
 MAX_LEASES_PER_POLL = 100
+MAX_IDS_PER_LIST = 500
 
 
 def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
@@ -61,10 +62,10 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     @app.get("/api/workers/<worker_id>/tasks")
     def poll_tasks(worker_id: str) -> dict[str, Any]:
         wait = _wait_seconds(config)
-        limit = int(query_number("limit", default=1, minimum=1, maximum=MAX_LEASES_PER_POLL))
+        limit = query_integer("limit", default=1, minimum=1, maximum=MAX_LEASES_PER_POLL)
         max_tokens = None
         if bottle.request.query.get("max_tokens"):
-            max_tokens = int(query_number("max_tokens", default=0, minimum=0, maximum=10**9))
+            max_tokens = query_integer("max_tokens", default=0, minimum=0, maximum=10**9)
         types = [t for t in bottle.request.query.get("types", "").split(",") if t] or None
         leases = _lease_with_wait(store, worker_id, wait=wait, limit=limit, types=types,
                                   max_tokens=max_tokens)
@@ -124,8 +125,12 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.get("/api/tasks")
     def list_tasks() -> dict[str, Any]:
-        limit = int(query_number("limit", default=1000, minimum=1, maximum=100_000))
-        found = store.list_tasks(limit=limit, newest_first=True)
+        limit = query_integer("limit", default=1000, minimum=1, maximum=100_000)
+        ids = bottle.request.query.getall("id")
+        if len(ids) > MAX_IDS_PER_LIST:
+            raise InvalidInput(f"query parameter 'id': at most {MAX_IDS_PER_LIST} ids per request")
+        found = store.list_tasks(task_ids=ids or None, statuses=_statuses_asked(), limit=limit,
+                                 newest_first=True)
         return {"tasks": [task_summary(task) for task in found], "total": len(found)}
 
     @app.get("/api/workers/list")
@@ -149,6 +154,16 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     def unregister(worker_id: str) -> dict[str, Any]:
         store.unregister_worker(worker_id)
         return {"status": "unregistered", "worker_id": worker_id}
+
+
+def _statuses_asked() -> list[TaskStatus] | None:
+    """The ``?status=`` values of a request, checked against the seed-000 words."""
+    words = bottle.request.query.getall("status")
+    try:
+        return [TaskStatus(word) for word in words] or None
+    except ValueError:
+        known = ", ".join(status.value for status in TaskStatus)
+        raise InvalidInput(f"query parameter 'status': expected one of {known}") from None
 
 
 def _wait_seconds(config: Config) -> float:

@@ -146,6 +146,17 @@ def query_number(name: str, *, default: float, minimum: float, maximum: float) -
     return value
 
 
+def query_integer(name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """A whole-number query parameter within bounds, or InvalidInput naming it."""
+    raw = bottle.request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        raise InvalidInput(f"query parameter '{name}': expected a whole number from {minimum} "
+                           f"to {maximum}, got {raw!r}")
+    return int(raw)
+
+
 def field_of(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
              required: bool = True, default: Any = None) -> Any:
     """``body[name]`` checked against ``kind``; InvalidInput names the field when wrong."""

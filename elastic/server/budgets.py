@@ -31,7 +31,7 @@ import bottle
 from elastic.config import Config
 from elastic.errors import ConfigError, InvalidInput, NotFound
 from elastic.providers.limits import DAY_SECONDS, ProviderLimiter, Reservation
-from elastic.server.app import field_of, read_json
+from elastic.server.app import field_of, query_integer, read_json
 
 MAX_ESTIMATED_TOKENS = 10**9
 MAX_ID_LENGTH = 200
@@ -186,7 +186,8 @@ def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
 
     @app.get("/api/providers/<name>")
     def show_budget(name: str) -> dict[str, Any]:
-        return budgets.availability(name, query_integer("estimated_tokens", default=0))
+        return budgets.availability(name, query_integer("estimated_tokens", default=0, minimum=0,
+                                                             maximum=MAX_ESTIMATED_TOKENS))
 
     @app.post("/api/providers/<name>/reserve")
     def reserve_budget(name: str) -> dict[str, Any]:
@@ -224,14 +225,3 @@ def bounded_string(body: dict[str, Any], name: str) -> str:
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         raise InvalidInput(f"field '{name}': must be 1 to {MAX_ID_LENGTH} characters")
     return value
-
-
-def query_integer(name: str, *, default: int) -> int:
-    """A whole-number query parameter from 0 to ``MAX_ESTIMATED_TOKENS``, or InvalidInput."""
-    raw = bottle.request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or int(raw) > MAX_ESTIMATED_TOKENS:
-        raise InvalidInput(f"query parameter '{name}': expected a whole number from 0 to "
-                           f"{MAX_ESTIMATED_TOKENS}, got {raw!r}")
-    return int(raw)

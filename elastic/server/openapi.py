@@ -129,8 +129,14 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/tasks/status/{task_id}": {"get": _operation(
         "A task's status, result and attempt history", statuses=(400, 401, 404),
         params=[_path_param("task_id"), WAIT])},
-    "/api/tasks": {"get": _operation("Newest tasks first", params=[
-        _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "how many")])},
+    "/api/tasks": {"get": _operation("Newest tasks first, optionally only some ids or states",
+                                     params=[
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "how many"),
+        {**_query("id", {"type": "array", "items": {"type": "string"}, "maxItems": 500},
+                  "only these task ids (repeat the parameter)"), "explode": True},
+        {**_query("status", {"type": "array", "items": {"type": "string", "enum": [
+            "pending", "assigned", "completed", "failed", "cancelled"]}},
+                  "only tasks in these states (repeat the parameter)"), "explode": True}])},
     "/api/stats": {"get": _operation("Counts of workers and tasks, success rate per worker")},
     "/stats": {"get": _operation("Seed-004 statistics with tasks_summary")},
     "/tasks": {"get": _operation("Seed-004 task list (a JSON array)", params=[

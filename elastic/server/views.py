@@ -14,7 +14,7 @@ import bottle
 
 from elastic import results
 from elastic.config import Config
-from elastic.server.app import query_number
+from elastic.server.app import query_integer
 from elastic.store import Store
 from elastic.tasks import Task, Worker, iso, priority_word
 
@@ -28,7 +28,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.get("/tasks")
     def tasks() -> list[dict[str, Any]]:
-        limit = int(query_number("limit", default=10_000, minimum=1, maximum=1_000_000))
+        limit = query_integer("limit", default=10_000, minimum=1, maximum=1_000_000)
         return [task_view(task) for task in store.list_tasks(limit=limit)]
 
     @app.get("/workers")

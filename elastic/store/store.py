@@ -557,17 +557,13 @@ class Store:
             raise TaskNotFound(f"task {task_id!r} not found")
         return Task.from_row(row)
 
-    def get_tasks(self, task_ids: Sequence[str]) -> list[Task]:
-        """The tasks with these ids that exist, in queue order."""
-        with self._read() as conn:
-            rows = conn.execute(select(tasks).where(tasks.c.task_id.in_(list(task_ids)))
-                                .order_by(tasks.c.seq)).mappings()
-            return [Task.from_row(row) for row in rows]
-
-    def list_tasks(self, *, statuses: Sequence[TaskStatus] | None = None,
+    def list_tasks(self, *, task_ids: Sequence[str] | None = None,
+                   statuses: Sequence[TaskStatus] | None = None,
                    limit: int | None = None, newest_first: bool = False) -> list[Task]:
-        """Tasks, optionally filtered by status, in queue order (or newest first)."""
+        """Tasks, optionally only these ids and statuses, in queue order (or newest first)."""
         query = select(tasks)
+        if task_ids is not None:
+            query = query.where(tasks.c.task_id.in_(list(task_ids)))
         if statuses:
             query = query.where(tasks.c.status.in_([s.value for s in statuses]))
         order = tasks.c.seq.desc() if newest_first else tasks.c.seq

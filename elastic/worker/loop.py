@@ -20,7 +20,7 @@ from typing import Any
 from elastic.errors import ElasticError, NotFound, ServerUnreachable, TaskCancelled
 from elastic.executors import EXECUTORS, ExecutionContext, Executor, get_executor
 from elastic.tasks import finite_json
-from elastic.transport import Transport
+from elastic.transport import Transport, task_path, worker_path
 
 log = logging.getLogger("elastic.worker")
 
@@ -72,11 +72,6 @@ class WorkerLoop:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
 
-    @property
-    def worker_path(self) -> str:
-        """The URL path prefix of this worker's endpoints."""
-        return f"/api/workers/{self.settings.worker_id}"
-
     # -- lifecycle ----------------------------------------------------------------------
 
     def register(self) -> None:
@@ -113,7 +108,7 @@ class WorkerLoop:
 
     def _unregister(self) -> None:
         try:
-            self.transport.post(f"{self.worker_path}/unregister")
+            self.transport.post(worker_path(self.settings.worker_id, "unregister"))
         except ElasticError as exc:
             log.warning("could not unregister: %s", exc)
 
@@ -149,7 +144,7 @@ class WorkerLoop:
         allowance = self._token_allowance()
         if allowance is not None:
             params["max_tokens"] = allowance
-        answer = self.transport.get(f"{self.worker_path}/tasks", params=params,
+        answer = self.transport.get(worker_path(self.settings.worker_id, "tasks"), params=params,
                                     timeout_seconds=wait_seconds + 30)
         payload = answer.get("task")
         if not payload:
@@ -221,7 +216,7 @@ class WorkerLoop:
             log.info("task %s was cancelled or re-leased; dropped", running.task_id)
             return
         try:
-            self.transport.post(f"/api/tasks/{running.task_id}/release", {
+            self.transport.post(task_path(running.task_id, "release"), {
                 "worker_id": self.settings.worker_id, "lease_token": running.lease_token})
             log.info("handed back %s", running.task_id)
         except ElasticError as exc:
@@ -229,7 +224,7 @@ class WorkerLoop:
 
     def _save_checkpoint(self, running: RunningTask, state: dict[str, Any]) -> None:
         try:
-            self.transport.post(f"/api/tasks/{running.task_id}/checkpoint", {
+            self.transport.post(task_path(running.task_id, "checkpoint"), {
                 "worker_id": self.settings.worker_id, "lease_token": running.lease_token,
                 "checkpoint": state, "progress": running.progress})
         except ServerUnreachable as exc:
@@ -245,7 +240,7 @@ class WorkerLoop:
         delay = 0.5
         while True:
             try:
-                self.transport.post(f"/api/tasks/{running.task_id}/result", body)
+                self.transport.post(task_path(running.task_id, "result"), body)
                 self.counts["completed" if result.get("success") else "failed"] += 1
                 return
             except ServerUnreachable as exc:
@@ -297,7 +292,7 @@ class WorkerLoop:
         body: dict[str, Any] = {"tasks": running}
         if self.provider is not None and hasattr(self.provider, "status"):
             body["info"] = {"provider": self.provider.status()}
-        answer = self.transport.post(f"{self.worker_path}/heartbeat", body)
+        answer = self.transport.post(worker_path(self.settings.worker_id, "heartbeat"), body)
         revoked = answer.get("revoked", [])
         with self._lock:
             for task_id in revoked:
