@@ -1,4 +1,4 @@
-"""Builds the optional compiled kernel; all other metadata lives in pyproject.toml.
+"""Lists the packages and builds the optional compiled kernel; other metadata is in pyproject.toml.
 
 The extension is optional: without Cython or without a C compiler the build still
 succeeds, and the installed package simply does not offer the ``cython`` algorithm.
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import platform
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
+
+# The Alembic scripts live in the top-level migrations/ folder and install as elastic.migrations.
+PACKAGE_FOLDERS = {"elastic.migrations": "migrations", "elastic.migrations.versions": "migrations/versions"}
 
 
 def cpu_has(flag: str) -> bool:
@@ -48,5 +51,10 @@ def compiled_extensions() -> list[Extension]:
     return extensions
 
 
+def packages() -> list[str]:
+    """Every package under elastic/, plus the ones mapped from other folders."""
+    return find_packages(include=["elastic", "elastic.*"]) + list(PACKAGE_FOLDERS)
+
+
 if __name__ == "__main__":
-    setup(ext_modules=compiled_extensions())
+    setup(packages=packages(), package_dir=PACKAGE_FOLDERS, ext_modules=compiled_extensions())

@@ -20,6 +20,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, settings
+
+# One hypothesis profile for every machine, fast or a loaded Raspberry Pi: the same examples
+# every run (derandomize: a failure reproduces, a pass is not luck), no time limit per
+# example and no "input generation is slow" health check (a busy core is not a bug).
+settings.register_profile("elastic", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("elastic")
 
 SCRUBBED_ENV = ("MAX_TASK_RETRIES", "WORKER_TIMEOUT", "TASK_DISTRIBUTION_INTERVAL",
                 "RESULTS_STORAGE_PATH", "LOG_LEVEL", "GROQ_API_KEY", "GEMINI_API_KEY",

@@ -277,7 +277,7 @@ def read_api_key(variable: str, *, where: str) -> str:
     return key
 
 
-def import_sdk(module: str, package: str) -> ModuleType:
+def import_sdk(module: str, package: str, *, extra: str) -> ModuleType:
     """Import an SDK on first use.
 
     Raises:
@@ -286,7 +286,8 @@ def import_sdk(module: str, package: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as error:
-        raise MissingSdk(f"the {package} SDK is not installed: pip install {package}") from error
+        raise MissingSdk(f"the {package} SDK is not installed: "
+                         f"pip install 'elastic-orchestrator[{extra}]'") from error
 
 
 def transport_errors() -> tuple[type[Exception], ...]:

@@ -1,8 +1,8 @@
-"""Schema migrations through Alembic's API: the migrations ship inside the package."""
+"""Schema migrations through Alembic's API, from the migrations/ folder installed as elastic.migrations."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import resources
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -10,13 +10,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-MIGRATIONS_PATH = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS_PATH = str(resources.files("elastic.migrations"))
 
 
 def alembic_config() -> AlembicConfig:
     """An Alembic config pointing at the packaged migrations folder."""
     config = AlembicConfig()
-    config.set_main_option("script_location", str(MIGRATIONS_PATH))
+    config.set_main_option("script_location", MIGRATIONS_PATH)
     return config
 
 
