@@ -374,8 +374,8 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
         stdout.print(f"{outcome.already_known} task(s) were already in the database "
                      "(same task_id): shown as they ended, not run again")
     stdout.print(console.summary_table(outcome.tasks))
-    if outcome.results_file:
-        stdout.print(f"results written to {outcome.results_file}", highlight=False)
+    for path in outcome.results_files:
+        stdout.print(f"results written to {path}", highlight=False)
     sys.exit(0 if outcome.all_completed else 1)
 
 

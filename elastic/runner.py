@@ -17,16 +17,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from elastic.config import Config
 from elastic.errors import ElasticError
 from elastic.server.serve import Orchestrator
-from elastic.tasks import LLM_TASK_TYPES, NewTask, Task, TaskStatus
+from elastic.tasks import LLM_TASK_TYPES, NewTask, Requirement, Task, TaskStatus, Worker
 
 WORKER_STOP_SECONDS = 15.0
+WORKER_REGISTER_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1
 REFRESHES_PER_SECOND = 5
 
@@ -36,7 +38,7 @@ class BatchOutcome:
     """How a batch ended: its tasks as they ended and the results file written."""
 
     tasks: list[Task]
-    results_file: Path | None
+    results_files: list[Path]
     already_known: int
 
     @property
@@ -61,21 +63,25 @@ def worker_types_for(batch: Sequence[NewTask], *, llm_worker_type: str) -> list[
 
 
 def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int,
-                  config: Config, log_folder: Path) -> list[subprocess.Popen[bytes]]:
-    """Start ``per_type`` worker processes of each type, logging to ``log_folder``."""
+                  config: Config, log_folder: Path) -> dict[str, subprocess.Popen[bytes]]:
+    """Start ``per_type`` worker processes of each type, logging to ``log_folder``.
+
+    Returns:
+        Each process by the worker id it registers under.
+    """
     log_folder.mkdir(parents=True, exist_ok=True)
-    processes = []
+    processes = {}
     for worker_type in worker_types:
         for number in range(1, per_type + 1):
             worker_id = f"run-{worker_type}-{number}"
-            log_file = (log_folder / f"{worker_id}.log").open("ab")
             command = [sys.executable, "-m", "elastic", "worker", "--server", server_url,
                        "--type", worker_type, "--id", worker_id]
             if Path(config.config_path).exists():
                 command += ["--config", config.config_path]
-            processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                              env={**os.environ, "ELASTIC_SERVER": server_url},
-                                              preexec_fn=stop_with_parent))
+            with (log_folder / f"{worker_id}.log").open("ab") as log_file:
+                processes[worker_id] = subprocess.Popen(
+                    command, stdout=log_file, stderr=subprocess.STDOUT,
+                    env={**os.environ, "ELASTIC_SERVER": server_url}, preexec_fn=stop_with_parent)
     return processes
 
 
@@ -109,19 +115,75 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     local = dataclasses.replace(config, host="127.0.0.1", port=0)
     orchestrator = Orchestrator(local, watch_folder=False)
     orchestrator.start_in_thread()
-    processes: list[subprocess.Popen[bytes]] = []
+    started_at = time.time()
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
         outcomes = orchestrator.store.submit_tasks(batch)
         ids = [outcome.task_id for outcome in outcomes]
         worker_types = worker_types_for(batch, llm_worker_type=llm_worker_type)
         processes = start_workers(orchestrator.url, worker_types, per_type=workers_per_type,
                                   config=local, log_folder=config.resolve("logs"))
-        tasks = wait_for_tasks(orchestrator, ids, on_progress=on_progress, processes=processes)
+        workers = wait_for_registration(orchestrator, processes, since=started_at)
+        refuse_work_nobody_here_can_run(orchestrator.store.list_tasks(task_ids=ids), workers)
+        tasks = wait_for_tasks(orchestrator, ids, on_progress=on_progress,
+                               processes=list(processes.values()))
     finally:
-        stop_workers(processes)
+        stop_workers(list(processes.values()))
         orchestrator.stop()
-    return BatchOutcome(tasks=tasks, results_file=orchestrator.last_results_file,
+    return BatchOutcome(tasks=tasks, results_files=orchestrator.results_files,
                         already_known=sum(not outcome.created for outcome in outcomes))
+
+
+def wait_for_registration(orchestrator: Orchestrator,
+                          processes: Mapping[str, subprocess.Popen[bytes]], *,
+                          since: float) -> list[Worker]:
+    """Wait until each started worker has registered (since ``since``) or exited.
+
+    Returns:
+        The workers of ``processes`` that registered.
+
+    Raises:
+        ElasticError: none registered within ``WORKER_REGISTER_SECONDS``.
+    """
+    store = orchestrator.store
+    deadline = time.monotonic() + WORKER_REGISTER_SECONDS
+    while True:
+        seen = store.changes.version
+        ours = [worker for worker in store.list_workers()
+                if worker.worker_id in processes and worker.registered_at >= since
+                and worker.is_live]
+        waiting = [worker_id for worker_id, process in processes.items()
+                   if process.poll() is None and worker_id not in {w.worker_id for w in ours}]
+        if not waiting or time.monotonic() > deadline:
+            if not ours:
+                raise ElasticError("no worker process registered; see the logs/ folder")
+            return ours
+        store.changes.wait_for_change(seen, 0.2)
+
+
+def refuse_work_nobody_here_can_run(tasks: Sequence[Task], workers: Sequence[Worker]) -> None:
+    """Stop at once when some of the batch's unfinished tasks need what no worker here offers.
+
+    Raises:
+        ElasticError: naming each missing type, algorithm or model and how many tasks need it.
+    """
+    reasons = Counter(Requirement.of(task.type, task.data).unmet_reason(workers)
+                      for task in tasks if not task.status.is_final)
+    reasons.pop(None, None)
+    if not reasons:
+        return
+    found = "; ".join(f"{count} task(s): {reason}{_how_to_offer(reason)}"
+                      for reason, count in reasons.items())
+    raise ElasticError(f"the batch cannot finish on this machine: {found}")
+
+
+def _how_to_offer(reason: str | None) -> str:
+    """A hint for the one missing capability a user can add by rebuilding: the Cython kernel."""
+    from elastic import kernels
+
+    if reason and "'cython'" in reason and "cython" not in kernels.available_algorithms():
+        return f" (the compiled kernel is not built: {kernels.BUILD_HINT})"
+    return ""
 
 
 def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,

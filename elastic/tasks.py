@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -133,6 +133,40 @@ def requirement_of(task_type: str, data: Mapping[str, Any]) -> tuple[str | None,
     algorithm = data.get("algorithm") if task_type == "simulation" else None
     model = data.get("model") if isinstance(data.get("model"), str) else None
     return (algorithm if isinstance(algorithm, str) else None), model
+
+
+@dataclass(frozen=True, kw_only=True)
+class Requirement:
+    """What a worker must offer to run a task: its type, and the algorithm or model it names."""
+
+    task_type: str
+    algorithm: str | None = None
+    model: str | None = None
+
+    @classmethod
+    def of(cls, task_type: str, data: Mapping[str, Any]) -> Requirement:
+        """The requirement of a task of ``task_type`` with ``data``."""
+        algorithm, model = requirement_of(task_type, data)
+        return cls(task_type=task_type, algorithm=algorithm, model=model)
+
+    def is_met_by(self, worker: Worker) -> bool:
+        """Whether ``worker`` can run it: the rule the store's lease statement applies in SQL."""
+        return (self.task_type in worker.task_types
+                and (self.algorithm is None or self.algorithm in worker.algorithms)
+                and (self.model is None or not worker.models or self.model in worker.models))
+
+    def unmet_reason(self, workers: Iterable[Worker]) -> str | None:
+        """Why none of the live ``workers`` can run it (naming the type, algorithm or
+        model nobody offers), or None when one of them can."""
+        live = [worker for worker in workers if worker.is_live]
+        if any(self.is_met_by(worker) for worker in live):
+            return None
+        typed = [worker for worker in live if self.task_type in worker.task_types]
+        if not typed:
+            return f"no online worker runs {self.task_type} tasks"
+        if self.algorithm is not None and not any(self.algorithm in w.algorithms for w in typed):
+            return f"no online worker offers algorithm {self.algorithm!r}"
+        return f"no online worker offers model {self.model!r}"
 
 
 def finite_json(value: Any) -> Any:

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -70,6 +71,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def hiding_modules(folder: Path, *modules: str) -> dict[str, str]:
+    """Environment for a child process in which importing ``modules`` fails as if they were
+    not installed (an SDK, the compiled kernel): a sitecustomize on PYTHONPATH blocks them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import sys\n\n"
+        f"HIDDEN = {tuple(modules)!r}\n\n\n"
+        "class HideModules:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name in HIDDEN or name.split('.')[0] in HIDDEN:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n\n\n"
+        "sys.meta_path.insert(0, HideModules())\n")
+    return {**os.environ, "PYTHONPATH": str(folder)}
 
 
 # -- databases ------------------------------------------------------------------------------
@@ -162,12 +178,12 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start and wait until /health answers."""
-        log = (self.folder / "server.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "elastic", "serve", "--port", str(self.port),
-             "--db", self.database_url, "--config", str(self.folder / "elastic.toml")],
-            cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, **self.extra_env})
+        with (self.folder / "server.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "elastic", "serve", "--port", str(self.port),
+                 "--db", self.database_url, "--config", str(self.folder / "elastic.toml")],
+                cwd=self.folder, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **self.extra_env})
         wait_until(self._healthy, timeout=30, message=f"server on {self.url}")
         return self
 
@@ -230,13 +246,13 @@ def start_worker(project_folder: Path) -> Iterator[Callable[..., subprocess.Pope
               capacity: int = 1, extra: list[str] | None = None,
               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         worker_id = worker_id or f"{worker_type}-{len(started) + 1}"
-        log = (project_folder / f"{worker_id}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "elastic", "worker", "--server", server_url,
-             "--type", worker_type, "--id", worker_id, "--capacity", str(capacity),
-             "--config", str(project_folder / "elastic.toml"), *(extra or [])],
-            cwd=project_folder, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})})
+        with (project_folder / f"{worker_id}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "elastic", "worker", "--server", server_url,
+                 "--type", worker_type, "--id", worker_id, "--capacity", str(capacity),
+                 "--config", str(project_folder / "elastic.toml"), *(extra or [])],
+                cwd=project_folder, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})})
         started.append(process)
         return process
 
@@ -260,3 +276,67 @@ def live_server(start_server: Callable[..., ServerProcess],
     wait_until(lambda: requests.get(f"{server.url}/health", timeout=2).json()["workers_online"],
                message="the evolution worker to register")
     return server.url
+
+
+# -- in-process orchestrator and worker loops -----------------------------------------------
+
+FAST_TIMINGS = {"lease_seconds": 3.0, "worker_timeout_seconds": 3.0,
+                "heartbeat_interval_seconds": 0.5, "poll_interval_seconds": 1.0,
+                "expiry_check_interval_seconds": 0.2, "results_interval_seconds": 0.5,
+                "checkpoint_interval_seconds": 0.3}
+
+
+@pytest.fixture
+def start_orchestrator(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: an orchestrator serving from a thread of the test process, on a free loopback
+    port, with fast timings (overridable). Where a separate process adds nothing, this keeps
+    a test fast and its failures readable. Stopped at teardown."""
+    from elastic import config
+    from elastic.server.serve import Orchestrator
+
+    started: list[Orchestrator] = []
+
+    def start(database_url: str | None = None, **overrides: Any) -> Orchestrator:
+        settings = config.load(None, {
+            "database_url": database_url or f"sqlite:///{tmp_path}/elastic.db", "port": 0,
+            "task_queues_path": str(tmp_path / "task_queues"),
+            "results_path": str(tmp_path / "results"), **FAST_TIMINGS, **overrides})
+        orchestrator = Orchestrator(settings)
+        orchestrator.start_in_thread()
+        started.append(orchestrator)
+        return orchestrator
+
+    yield start
+    for orchestrator in started:
+        orchestrator.stop()
+
+
+@pytest.fixture
+def make_worker_loop() -> Iterator[Callable[..., Any]]:
+    """Factory: a ``WorkerLoop`` talking HTTP to ``url``, not started. Step it by hand
+    (``register``, ``run_once``, ``send_heartbeat``) or ``run`` it in a thread; a loop left
+    running is stopped at teardown."""
+    from elastic.transport import Transport
+    from elastic.worker.loop import WorkerLoop, WorkerSettings
+
+    made: list[tuple[WorkerLoop, Transport]] = []
+
+    def make(url: str, *, worker_id: str = "loop-worker", worker_type: str = "evolution",
+             executors: Any = None, **settings: Any) -> WorkerLoop:
+        from elastic.worker.presets import worker_capabilities
+
+        transport = Transport(url)
+        options = {"capacity": 1, "heartbeat_interval_seconds": 0.5, "poll_wait_seconds": 0.5,
+                   "checkpoint_interval_seconds": 0.3, **settings}
+        worker_settings = WorkerSettings(worker_id=worker_id, worker_type=worker_type,
+                                         capabilities=worker_capabilities(worker_type),
+                                         **options)
+        loop = (WorkerLoop(transport, worker_settings) if executors is None
+                else WorkerLoop(transport, worker_settings, executors=executors))
+        made.append((loop, transport))
+        return loop
+
+    yield make
+    for loop, transport in made:
+        loop.stop()
+        transport.close()

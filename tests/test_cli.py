@@ -244,11 +244,11 @@ def test_serve_on_a_reachable_address_without_a_token_exits_2(project_folder: Pa
 
 def test_serve_on_a_reachable_address_with_insecure_starts(project_folder: Path) -> None:
     port = free_port()
-    log = (project_folder / "insecure.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "elastic", "serve", "--host", "0.0.0.0", "--port", str(port),
-         "--insecure", "--db", f"sqlite:///{project_folder}/insecure.db"],
-        cwd=project_folder, stdout=log, stderr=subprocess.STDOUT)
+    with (project_folder / "insecure.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "elastic", "serve", "--host", "0.0.0.0", "--port", str(port),
+             "--insecure", "--db", f"sqlite:///{project_folder}/insecure.db"],
+            cwd=project_folder, stdout=log, stderr=subprocess.STDOUT)
     try:
         def healthy() -> bool:
             assert process.poll() is None, (project_folder / "insecure.log").read_text()

@@ -7,12 +7,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
 import requests
-from conftest import ServerProcess, wait_until
+from conftest import ServerProcess, hiding_modules, wait_until
 
 Starter = Callable[..., ServerProcess]
 WorkerStarter = Callable[..., subprocess.Popen[bytes]]
@@ -127,11 +128,32 @@ def test_elastic_run_computes_a_batch_and_writes_results(project_folder: Path) -
                           capture_output=True, text=True, timeout=180, cwd=project_folder)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "batch summary" in done.stdout
-    files = list((project_folder / "results").glob("task_results_*.json"))
+    files = sorted((project_folder / "results").glob("task_results_*.json"))
     assert files, done.stdout
-    written = json.loads(files[0].read_text())
-    assert {r["task_id"] for r in written["task_results"]} == {"r1", "r2", "e1"}
+    named = [line.removeprefix("results written to ") for line in done.stdout.splitlines()
+             if line.startswith("results written to ")]
+    assert sorted(named) == [str(path) for path in files]
+    written = [entry["task_id"] for path in files
+               for entry in json.loads(path.read_text())["task_results"]]
+    assert sorted(written) == ["e1", "r1", "r2"]
     assert (project_folder / "results" / "orchestrator_stats.json").exists()
+    assert not (project_folder / "elastic.db-wal").exists()
+
+
+def test_elastic_run_stops_at_once_naming_the_kernel_no_worker_here_offers(
+        project_folder: Path) -> None:
+    batch = project_folder / "batch.json"
+    batch.write_text(json.dumps({"tasks": [simulation("c1", algorithm="cython"),
+                                           simulation("p1", algorithm="python")]}))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "elastic", "run", str(batch), "--workers", "1",
+                           "--config", str(project_folder / "elastic.toml")],
+                          capture_output=True, text=True, timeout=120, cwd=project_folder,
+                          env=hiding_modules(project_folder / "site", "elastic.kernels.cython_kernel"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "1 task(s): no online worker offers algorithm 'cython'" in done.stderr
+    assert "compiled kernel is not built" in done.stderr
+    assert time.monotonic() - started < 30
 
 
 def processes_in(folder: Path) -> list[int]:

@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import hiding_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -71,15 +72,6 @@ def test_the_constraints_pin_every_package_exactly() -> None:
         line.split("==")[0].lower() for line in lines}
 
 
-def _hidden_sdk_folder(tmp_path: Path, module: str) -> Path:
-    """A folder that, first on sys.path, makes ``import <module>`` fail as if not installed."""
-    package = tmp_path / "hide" / module
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text(
-        f"raise ModuleNotFoundError(\"No module named '{module}'\", name='{module}')\n")
-    return tmp_path / "hide"
-
-
 @pytest.mark.parametrize(("worker_type", "module", "extra", "key"), [
     ("groq", "groq", "groq", "GROQ_API_KEY"),
     ("deepseek", "ollama", "ollama", None),
@@ -87,7 +79,7 @@ def _hidden_sdk_folder(tmp_path: Path, module: str) -> Path:
 ])
 def test_a_worker_whose_sdk_is_missing_stops_at_once_naming_the_extra(
         tmp_path: Path, worker_type: str, module: str, extra: str, key: str | None) -> None:
-    env = {"PYTHONPATH": str(_hidden_sdk_folder(tmp_path, module)), "PATH": "/usr/bin:/bin"}
+    env = hiding_modules(tmp_path / "site", module)
     if key:
         env[key] = "test-key-not-real"
     done = subprocess.run([sys.executable, "-m", "elastic", "worker", "--type", worker_type,

@@ -56,6 +56,7 @@ class Orchestrator:
     def __init__(self, config: Config, *, store: Store | None = None,
                  watch_folder: bool = True, write_results: bool = True) -> None:
         self.config = config
+        self.owns_store = store is None
         self.store = store or open_store(
             config.database_url, max_retries=config.max_task_retries,
             lease_seconds=config.lease_seconds,
@@ -65,7 +66,7 @@ class Orchestrator:
                              threads=config.server_threads,
                              channel_timeout=max(120, int(config.max_wait_seconds) + 30))
         self.loops: list[threading.Thread] = []
-        self.last_results_file: Path | None = None
+        self.results_files: list[Path] = []
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
         if watch_folder:
             watcher = ingest.FolderWatcher(self.store, config.resolve(config.task_queues_path))
@@ -102,7 +103,8 @@ class Orchestrator:
         folder = self.config.resolve(self.config.results_path)
         written = results.write_results_file(self.store, folder)
         results.write_stats_file(self.store, folder)
-        self.last_results_file = written or self.last_results_file
+        if written is not None:
+            self.results_files.append(written)
         return written
 
     def start_loops(self) -> None:
@@ -145,6 +147,8 @@ class Orchestrator:
             self.write_results()
         except Exception:
             log.exception("could not write the last results file")
+        if self.owns_store:
+            self.store.close()
 
 
 def _safe_url(config: Config) -> str:

@@ -29,6 +29,7 @@ from elastic.tasks import (
     AttemptOutcome,
     Lease,
     NewTask,
+    Requirement,
     Task,
     TaskStatus,
     Worker,
@@ -53,6 +54,15 @@ class SubmitOutcome:
 
 
 @dataclass(frozen=True)
+class UnservableWork:
+    """Pending tasks that no live worker can run: what they need, how many, and why."""
+
+    requirement: Requirement
+    count: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class ExpiryReport:
     """What one expiry pass did."""
 
@@ -73,6 +83,18 @@ class Store:
         self.worker_timeout_seconds = worker_timeout_seconds
         self.clock = clock
         self.changes = Notifier()
+
+    def close(self) -> None:
+        """Close every connection; on SQLite the last close folds the WAL into the file,
+        so the database file alone holds the state (copying it is a backup)."""
+        if self.engine.dialect.name == "sqlite":
+            # On the driver's connection: a SQLAlchemy one would begin a transaction first.
+            raw = self.engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+        self.engine.dispose()
 
     # -- transactions -------------------------------------------------------------------
 
@@ -166,7 +188,7 @@ class Store:
             "algorithms": list(capabilities.get("algorithms") or []),
             "models": list(capabilities.get("models") or []),
             "capacity": capacity, "status": WorkerStatus.ONLINE.value,
-            "last_heartbeat_at": now,
+            "last_heartbeat_at": now, "registered_at": now,
         }
 
         def transaction() -> Worker:
@@ -176,7 +198,7 @@ class Store:
                 found = conn.execute(update(workers).where(workers.c.worker_id == worker_id)
                                      .values(**values)).rowcount
                 if not found:
-                    conn.execute(insert(workers).values(worker_id=worker_id, registered_at=now,
+                    conn.execute(insert(workers).values(worker_id=worker_id,
                                                         tasks_completed=0, tasks_failed=0,
                                                         info={}, **values))
                 return self._load_worker(conn, worker_id)
@@ -317,6 +339,7 @@ class Store:
 
     def _lease_statement(self, worker: Worker, types: list[str], slots: int,
                          max_estimated_tokens: int | None, now: float) -> Any:
+        # The conditions are Requirement.is_met_by in SQL; change both together.
         conditions = [tasks.c.status == TaskStatus.PENDING.value, tasks.c.type.in_(types),
                       or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(worker.algorithms))]
         if worker.models:
@@ -588,6 +611,26 @@ class Store:
                 tasks.c.status == TaskStatus.PENDING.value, tasks.c.attempts > 0)) or 0
             counts["total"] = sum(counts[status.value] for status in TaskStatus)
             return counts
+
+    def unservable_work(self) -> list[UnservableWork]:
+        """Pending work that no live worker can run, grouped by what it needs, with the reason.
+
+        One grouped query over the pending tasks, then ``Requirement.unmet_reason`` (the
+        lease rule) against the live workers: cheap however many tasks wait.
+        """
+        query = (select(tasks.c.type, tasks.c.algorithm, tasks.c.model, func.count())
+                 .where(tasks.c.status == TaskStatus.PENDING.value)
+                 .group_by(tasks.c.type, tasks.c.algorithm, tasks.c.model))
+        with self._read() as conn:
+            groups = conn.execute(query).all()
+        workers = self.list_workers()
+        found = []
+        for task_type, algorithm, model, count in groups:
+            requirement = Requirement(task_type=task_type, algorithm=algorithm, model=model)
+            reason = requirement.unmet_reason(workers)
+            if reason is not None:
+                found.append(UnservableWork(requirement=requirement, count=count, reason=reason))
+        return found
 
     def total_execution_seconds(self) -> float:
         """Sum of the last attempt's run time over completed tasks."""

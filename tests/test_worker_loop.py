@@ -1,0 +1,91 @@
+"""The worker loop stepped by hand against an in-process orchestrator over real HTTP.
+
+Worker behaviour that a separate process adds nothing to (leasing, reporting, heartbeats,
+cancel, hand-back) is tested here: fast, and a failure shows the loop's own traceback.
+Signals and kill -9 stay in the process tests (test_end_to_end.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from conftest import wait_until
+
+from elastic.executors import ExecutionContext
+from elastic.tasks import NewTask, TaskStatus
+
+MUTATION = {"genome": {"param1": 0.5}, "mutation_rate": 0.1, "seed": 3}
+
+
+class UntilCancelled:
+    """An executor that runs until its task is cancelled, saying when it has started."""
+
+    name = "evolution_mutation"
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+
+    def validate(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Anything goes."""
+        return data
+
+    def run(self, params: Mapping[str, Any], context: ExecutionContext) -> dict[str, Any]:
+        """Report progress until the task is cancelled (raises TaskCancelled)."""
+        self.started.set()
+        while True:
+            context.report_progress(0.5)
+            context.cancelled.wait(0.01)
+
+
+def test_a_stepped_worker_leases_runs_and_reports_one_task(
+        start_orchestrator: Callable[..., Any], make_worker_loop: Callable[..., Any]) -> None:
+    orchestrator = start_orchestrator()
+    orchestrator.store.submit_tasks([NewTask(task_id="m1", type="evolution_mutation",
+                                             data=MUTATION)])
+    loop = make_worker_loop(orchestrator.url)
+    loop.register()
+    assert loop.run_once() is True
+    task = orchestrator.store.get_task("m1")
+    assert task.status is TaskStatus.COMPLETED
+    assert set(task.result["genome"]) == {"param1"}
+    assert loop.run_once() is False
+
+
+def test_a_cancel_reaches_the_running_task_at_the_next_heartbeat(
+        start_orchestrator: Callable[..., Any], make_worker_loop: Callable[..., Any]) -> None:
+    orchestrator = start_orchestrator()
+    orchestrator.store.submit_tasks([NewTask(task_id="c1", type="evolution_mutation",
+                                             data=MUTATION)])
+    executor = UntilCancelled()
+    loop = make_worker_loop(orchestrator.url, executors={"evolution_mutation": executor})
+    loop.register()
+    runner = threading.Thread(target=loop.run_once)
+    runner.start()
+    assert executor.started.wait(10)
+    orchestrator.store.cancel_task("c1")
+    assert loop.send_heartbeat() == ["c1"]
+    runner.join(10)
+    assert not runner.is_alive()
+    assert orchestrator.store.get_task("c1").status is TaskStatus.CANCELLED
+    assert loop.running == {}
+
+
+def test_a_stopping_worker_hands_its_task_back_uncounted(
+        start_orchestrator: Callable[..., Any], make_worker_loop: Callable[..., Any]) -> None:
+    orchestrator = start_orchestrator()
+    orchestrator.store.submit_tasks([NewTask(task_id="h1", type="evolution_mutation",
+                                             data=MUTATION)])
+    executor = UntilCancelled()
+    loop = make_worker_loop(orchestrator.url, executors={"evolution_mutation": executor})
+    worker = threading.Thread(target=loop.run)
+    worker.start()
+    assert executor.started.wait(10)
+    loop.stop()
+    worker.join(15)
+    assert not worker.is_alive()
+    task = wait_until(lambda: (t := orchestrator.store.get_task("h1")).status
+                      is TaskStatus.PENDING and t, message="the task back in the queue")
+    assert (task.attempts, task.failures) == (0, 0)
+    assert [a.outcome for a in orchestrator.store.task_attempts("h1")] == ["handed_back"]
