@@ -375,7 +375,7 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
                      "(same task_id): shown as they ended, not run again")
     stdout.print(console.summary_table(outcome.tasks))
     for path in outcome.results_files:
-        stdout.print(f"results written to {path}", highlight=False)
+        stdout.print(f"results written to {path}", highlight=False, soft_wrap=True)
     sys.exit(0 if outcome.all_completed else 1)
 
 

@@ -28,13 +28,12 @@ SEED_ENTRY_KEYS = {"task_id", "algorithm", "parameters", "execution_time", "resu
                    "worker_id", "completed_at", "priority"}
 
 
-@pytest.fixture
-def store(store: Store) -> Store:
-    """conftest's store (each database), with a simulation worker ``w`` for every algorithm."""
+@pytest.fixture(autouse=True)
+def simulation_worker(store: Store) -> None:
+    """A simulation worker ``w`` for every algorithm in conftest's store (each database)."""
     store.register_worker("w", worker_type="simulation",
                           capabilities={"algorithms": ["python", "numpy", "cython"]},
                           capacity=100)
-    return store
 
 
 def queue(store: Store, *task_ids: str, priority: int = 8) -> None:
@@ -146,11 +145,13 @@ def test_writes_leave_no_temporary_files(store: Store, tmp_path: Path) -> None:
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
-    path = atomic_write_json(tmp_path / "stats.json", {"version": 1})
+    folder = tmp_path / "out"
+    folder.mkdir()
+    path = atomic_write_json(folder / "stats.json", {"version": 1})
     with pytest.raises(ValueError):
         atomic_write_json(path, {"version": float("nan")})
     assert read(path) == {"version": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+    assert [p.name for p in folder.iterdir()] == ["stats.json"]
 
 
 def test_non_finite_numbers_in_a_result_are_stored_and_written_as_null(

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from elastic import ingest, results
@@ -140,6 +141,9 @@ class Orchestrator:
         self.stopping.set()
         self.server.close()
         self.server.task_dispatcher.shutdown(timeout=5)
+        # waitress closes only its listening socket; kept-alive client connections would
+        # stay open (and leak) until garbage collection. Close them too.
+        wasyncore.close_all(self.server._map)
         for thread in self.loops:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout=30)
