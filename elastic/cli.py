@@ -28,6 +28,7 @@ from elastic import __version__, config, console, taskfiles
 from elastic.errors import ConfigError, ElasticError
 from elastic.tasks import NewTask
 from elastic.transport import task_path, task_status_path
+from elastic.worker_types import LLM_WORKER_TYPES, WORKER_TYPES
 
 STATUS_IDS_PER_REQUEST = 100
 RECENT_FAILURES = 10
@@ -131,7 +132,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @main.command()
 @server_option
 @click.option("--type", "worker_type", default="simulation", show_default=True,
-              type=click.Choice(["deepseek", "groq", "gemini", "simulation", "evolution"]),
+              type=click.Choice(list(WORKER_TYPES)),
               help="What this worker runs.")
 @click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<random>).")
 @click.option("--capacity", type=click.IntRange(1, 256), default=1, show_default=True,
@@ -341,8 +342,8 @@ def cancel(task_id: str, server_url: str | None, config_path: str | None) -> Non
 @click.option("--workers", "workers_per_type", type=click.IntRange(1, 64),
               default=lambda: max(2, os.cpu_count() or 2),
               help="Worker processes per needed type (default: CPU count, at least 2).")
-@click.option("--llm-type", type=click.Choice(["deepseek", "groq", "gemini"]), default="deepseek",
-              show_default=True, help="Worker type for LLM tasks in the batch.")
+@click.option("--llm-type", type=click.Choice(LLM_WORKER_TYPES), default="deepseek",
+              show_default=True, help="Worker type for the batch's tasks that call an LLM.")
 @click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
 @config_option
 @reports_errors

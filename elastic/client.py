@@ -49,6 +49,7 @@ from elastic.errors import (
 )
 from elastic.executors.base import ExecutionContext
 from elastic.executors.evolution import Crossover, Mutation
+from elastic.tasks import EVOLUTION_TASK_TYPES, LLM_TASK_TYPES
 from elastic.transport import DEFAULT_SERVER, Transport, task_path, task_status_path
 
 DEFAULT_PRIORITY = 5
@@ -59,8 +60,6 @@ MAX_LONG_POLL_SECONDS = 30.0
 MIN_POLL_PAUSE_SECONDS = 0.05
 MAX_POLL_PAUSE_SECONDS = 1.0
 
-EVOLUTION_TASK_TYPES = ("evolution_crossover", "evolution_mutation")
-LLM_TASK_TYPES = ("agent_action", "code_generation")
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 GATEWAY_STATUSES = (502, 503, 504)
 

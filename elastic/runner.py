@@ -25,7 +25,8 @@ from pathlib import Path
 from elastic.config import Config
 from elastic.errors import ElasticError
 from elastic.server.serve import Orchestrator
-from elastic.tasks import LLM_TASK_TYPES, NewTask, Requirement, Task, TaskStatus, Worker
+from elastic.tasks import NewTask, Requirement, Task, TaskStatus, Worker
+from elastic.worker_types import worker_type_for
 
 WORKER_STOP_SECONDS = 15.0
 WORKER_REGISTER_SECONDS = 60.0
@@ -48,18 +49,14 @@ class BatchOutcome:
 
 
 def worker_types_for(batch: Sequence[NewTask], *, llm_worker_type: str) -> list[str]:
-    """The worker types a batch needs, in a stable order."""
-    needed = []
-    for task in batch:
-        if task.type == "simulation":
-            kind = "simulation"
-        elif task.type in LLM_TASK_TYPES or task.data.get("mode") == "llm":
-            kind = llm_worker_type
-        else:
-            kind = "evolution"
-        if kind not in needed:
-            needed.append(kind)
-    return needed
+    """The worker types a batch needs, in a stable order.
+
+    Raises:
+        ConfigError: ``llm_worker_type`` cannot run one of the tasks (see
+            ``worker_types.worker_type_for``); checked before anything starts.
+    """
+    needed = [worker_type_for(task, llm_worker_type=llm_worker_type) for task in batch]
+    return list(dict.fromkeys(needed))
 
 
 def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int,
@@ -111,7 +108,13 @@ def stop_workers(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int,
               llm_worker_type: str = "deepseek",
               on_progress: Callable[[list[Task]], None] = lambda tasks: None) -> BatchOutcome:
-    """Serve, start workers, queue ``batch`` and wait until every task of it has ended."""
+    """Serve, start workers, queue ``batch`` and wait until every task of it has ended.
+
+    Raises:
+        ConfigError: ``llm_worker_type`` cannot run a task of the batch (before anything
+            is queued or started).
+    """
+    worker_types = worker_types_for(batch, llm_worker_type=llm_worker_type)
     local = dataclasses.replace(config, host="127.0.0.1", port=0)
     orchestrator = Orchestrator(local, watch_folder=False)
     orchestrator.start_in_thread()
@@ -120,7 +123,6 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     try:
         outcomes = orchestrator.store.submit_tasks(batch)
         ids = [outcome.task_id for outcome in outcomes]
-        worker_types = worker_types_for(batch, llm_worker_type=llm_worker_type)
         processes = start_workers(orchestrator.url, worker_types, per_type=workers_per_type,
                                   config=local, log_folder=config.resolve("logs"))
         workers = wait_for_registration(orchestrator, processes, since=started_at)

@@ -24,9 +24,8 @@ from typing import Any
 
 from elastic.errors import InvalidTask, UnknownTaskType
 from elastic.executors import validate_task_data
-from elastic.tasks import DEFAULT_PRIORITY, TASK_TYPES, NewTask, parse_priority
+from elastic.tasks import DEFAULT_PRIORITY, TASK_TYPES, NewTask, id_problem, parse_priority
 
-MAX_TASK_ID_LENGTH = 200
 DIGEST_CHARS = 16
 DOCUMENT_KEYS = frozenset({"metadata", "tasks"})
 COMMON_KEYS = frozenset({"task_id", "type", "priority", "description"})
@@ -193,10 +192,9 @@ def _task_id(entry: Mapping[str, Any], *, index: int, digest: str | None) -> str
     given = entry.get("task_id")
     if given is None:
         return f"{digest}-{index}" if digest else str(uuid.uuid4())
-    if (not isinstance(given, str) or not given.strip() or len(given) > MAX_TASK_ID_LENGTH
-            or "/" in given or "\x00" in given):
-        raise InvalidTask(f"must be a string of 1..{MAX_TASK_ID_LENGTH} characters without "
-                          f"'/' or NUL, got {reprlib.repr(given)}", field="task_id")
+    problem = id_problem(given)
+    if problem:
+        raise InvalidTask(f"{problem}, got {reprlib.repr(given)}", field="task_id")
     return given
 
 

@@ -22,19 +22,14 @@ TASK_TYPES = (
     "simulation",
 )
 LLM_TASK_TYPES = ("agent_action", "code_generation")
-
-# What each `elastic worker --type` runs by default (the seed's compatibility table).
-WORKER_TYPE_TASKS: dict[str, tuple[str, ...]] = {
-    "deepseek": ("agent_action", "code_generation", "evolution_crossover", "evolution_mutation"),
-    "groq": ("agent_action", "code_generation"),
-    "gemini": ("agent_action", "code_generation"),
-    "simulation": ("simulation",),
-    "evolution": ("evolution_crossover", "evolution_mutation"),
-}
+EVOLUTION_TASK_TYPES = ("evolution_crossover", "evolution_mutation")
 
 PRIORITY_WORDS = {"high": 8, "medium": 5, "low": 2}
 DEFAULT_PRIORITY = 5
 MIN_PRIORITY, MAX_PRIORITY = 1, 10
+MAX_ID_LENGTH = 200  # task and worker ids (the tables' String(200))
+MAX_SOURCE_LENGTH = 500  # a task's source: the file it came from (the table's String(500))
+MAX_ESTIMATED_TOKENS = 10**9  # the most tokens a request or a budget may speak of
 
 
 class TaskStatus(enum.StrEnum):
@@ -107,6 +102,14 @@ def parse_priority(value: object) -> int:
     return value
 
 
+def id_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a task or worker id, or None when it is a good one."""
+    if (not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH
+            or "/" in value or "\x00" in value):
+        return f"must be a string of 1..{MAX_ID_LENGTH} characters without '/' or NUL"
+    return None
+
+
 def priority_word(priority: int) -> str:
     """The seed-004 word for a numeric priority (8+ high, 4..7 medium, else low)."""
     if priority >= 8:
@@ -116,12 +119,17 @@ def priority_word(priority: int) -> str:
     return "low"
 
 
+def needs_llm(task_type: str, data: Mapping[str, Any]) -> bool:
+    """Whether a task calls an LLM: an LLM task type, or evolution in ``mode: "llm"``."""
+    return task_type in LLM_TASK_TYPES or data.get("mode") == "llm"
+
+
 def estimate_tokens(task_type: str, data: Mapping[str, Any]) -> int:
     """A rough token estimate for an LLM task (prompt chars / 4 + the answer budget).
 
     Used by workers to check a provider's budget before leasing; 0 for non-LLM tasks.
     """
-    if task_type not in LLM_TASK_TYPES and data.get("mode") != "llm":
+    if not needs_llm(task_type, data):
         return 0
     text = repr(data.get("messages") or data.get("prompt") or data)
     answer = data.get("max_tokens") if isinstance(data.get("max_tokens"), int) else 1024

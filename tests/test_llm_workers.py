@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import bottle
 import pytest
 import requests
 from conftest import FAST_CONFIG, ServerProcess, free_port, wait_until
@@ -30,8 +29,8 @@ from elastic.config import Config
 from elastic.providers.limits import ProviderLimiter
 from elastic.providers.shared_limits import SharedBudgetExhausted, SharedLimiter
 from elastic.server import budgets
-from elastic.server.app import JsonPlugin
 from elastic.transport import Transport
+from elastic.web import json_app
 
 Starter = Callable[..., ServerProcess]
 WorkerStarter = Callable[..., subprocess.Popen[bytes]]
@@ -186,9 +185,7 @@ def provider_budgets(url: str) -> dict[str, dict[str, Any]]:
 def budget_url() -> Iterator[str]:
     """The budget routes alone on a loopback bottle app, with ``ollama`` at 3 requests/minute."""
     settings = Config(providers={"ollama": {"limits": {"requests_per_minute": 3}}})
-    app = bottle.Bottle()
-    app.config["elastic.config"] = settings
-    app.install(JsonPlugin(token=None, max_body_bytes=settings.max_body_bytes))
+    app = json_app(token=None, max_body_bytes=settings.max_body_bytes)
     budgets.add_routes(app, budgets.ProviderBudgets.from_config(settings))
     with serve_app(app) as url:
         yield url

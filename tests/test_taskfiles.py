@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from elastic.errors import InvalidTask
-from elastic.taskfiles import MAX_TASK_ID_LENGTH, parse_task_document, parse_task_file
+from elastic.taskfiles import parse_task_document, parse_task_file
+from elastic.tasks import MAX_ID_LENGTH
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -109,7 +110,7 @@ def test_a_bad_seed_000_data_field_is_located_under_data() -> None:
     (simulation(task_id=""), "tasks[0].task_id"),
     (simulation(task_id=7), "tasks[0].task_id"),
     (simulation(task_id="a/b"), "tasks[0].task_id"),
-    (simulation(task_id="x" * (MAX_TASK_ID_LENGTH + 1)), "tasks[0].task_id"),
+    (simulation(task_id="x" * (MAX_ID_LENGTH + 1)), "tasks[0].task_id"),
     ("not an object", "tasks[0]"),
 ])
 def test_an_invalid_task_names_its_field(entry: object, field: str) -> None:
@@ -118,8 +119,8 @@ def test_an_invalid_task_names_its_field(entry: object, field: str) -> None:
 
 
 def test_a_task_id_of_the_maximum_length_is_accepted() -> None:
-    tasks = parse_task_file(as_file(simulation(task_id="x" * MAX_TASK_ID_LENGTH)), source="a")
-    assert len(tasks[0].task_id) == MAX_TASK_ID_LENGTH
+    tasks = parse_task_file(as_file(simulation(task_id="x" * MAX_ID_LENGTH)), source="a")
+    assert len(tasks[0].task_id) == MAX_ID_LENGTH
 
 
 def test_a_repeated_task_id_in_one_file_is_rejected() -> None:

@@ -1,4 +1,4 @@
-"""The LLM providers: provider name -> adapter, and which worker type uses which.
+"""The LLM providers: provider name -> adapter (which worker type uses which: elastic.worker_types).
 
 ``open_provider(name, settings)`` builds one. Each adapter imports its SDK only when
 built, and a missing SDK or API key raises an error saying what to install or set.
@@ -34,8 +34,6 @@ PROVIDERS: dict[str, type[SdkProvider]] = {
     "groq": GroqProvider,
     "gemini": GeminiProvider,
 }
-
-WORKER_TYPE_PROVIDERS = {"deepseek": "ollama", "groq": "groq", "gemini": "gemini"}
 
 
 def open_provider(name: str, settings: Mapping[str, Any] | None = None) -> Provider:
@@ -102,7 +100,6 @@ SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 __all__ = [
     "PROVIDERS",
-    "WORKER_TYPE_PROVIDERS",
     "ChatRequest",
     "Completion",
     "Provider",

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Protocol
 from elastic import tasks
 from elastic.errors import ElasticError
 from elastic.providers.limits import ProviderLimiter
+from elastic.worker_types import install_hint
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +278,8 @@ def read_api_key(variable: str, *, where: str) -> str:
     return key
 
 
-def import_sdk(module: str, package: str, *, extra: str) -> ModuleType:
-    """Import an SDK on first use.
+def import_sdk(module: str, package: str, *, provider: str) -> ModuleType:
+    """Import ``provider``'s SDK (the pip ``package``) on first use.
 
     Raises:
         MissingSdk: saying what to ``pip install``.
@@ -287,7 +288,7 @@ def import_sdk(module: str, package: str, *, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as error:
         raise MissingSdk(f"the {package} SDK is not installed: "
-                         f"pip install 'elastic-orchestrator[{extra}]'") from error
+                         f"{install_hint(provider)}") from error
 
 
 def transport_errors() -> tuple[type[Exception], ...]:

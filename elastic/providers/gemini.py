@@ -59,9 +59,9 @@ class GeminiProvider(SdkProvider):
         super().__init__(**settings)
         # The key first: it is checked in microseconds, the SDK takes seconds to import.
         self._api_key = read_api_key(KEY_VARIABLE, where="https://aistudio.google.com/apikey")
-        genai = import_sdk("google.genai", "google-genai", extra="gemini")
-        self.types = import_sdk("google.genai.types", "google-genai", extra="gemini")
-        self.errors = import_sdk("google.genai.errors", "google-genai", extra="gemini")
+        genai = import_sdk("google.genai", "google-genai", provider="gemini")
+        self.types = import_sdk("google.genai.types", "google-genai", provider="gemini")
+        self.errors = import_sdk("google.genai.errors", "google-genai", provider="gemini")
         self.base_url = self.base_url or os.environ.get("GEMINI_BASE_URL") or None
         options = self.types.HttpOptions(
             base_url=self.base_url, api_version=API_VERSION,

@@ -46,7 +46,7 @@ class GroqProvider(SdkProvider):
         super().__init__(**settings)
         # The key first: it is checked in microseconds, the SDK takes a second to import.
         self._api_key = read_api_key(KEY_VARIABLE, where="https://console.groq.com/keys")
-        self.sdk = import_sdk("groq", "groq", extra="groq")
+        self.sdk = import_sdk("groq", "groq", provider="groq")
         self.base_url = self.base_url or os.environ.get("GROQ_BASE_URL") or None
         self.client = self.sdk.Groq(api_key=self._api_key, base_url=self.base_url,
                                     max_retries=0, timeout=self.timeout_seconds)

@@ -38,7 +38,7 @@ class OllamaProvider(SdkProvider):
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
-        self.sdk = import_sdk("ollama", "ollama", extra="ollama")
+        self.sdk = import_sdk("ollama", "ollama", provider="ollama")
         self.host = self.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
         self.client = self.sdk.Client(host=self.host, timeout=self.timeout_seconds)
 

@@ -14,12 +14,31 @@ import bottle
 from elastic import taskfiles
 from elastic.config import Config
 from elastic.errors import InvalidInput
-from elastic.server.app import field_of, query_integer, query_number, read_json
 from elastic.store import Store
-from elastic.tasks import WORKER_TYPE_TASKS, Lease, Task, TaskStatus, Worker, WorkerStatus, iso
+from elastic.tasks import (
+    MAX_ESTIMATED_TOKENS,
+    Lease,
+    Task,
+    TaskStatus,
+    Worker,
+    WorkerStatus,
+    id_problem,
+    iso,
+)
+from elastic.web import QueryInteger, QueryNumber, field_of, read_json
+from elastic.worker_types import WORKER_TYPES
 
 MAX_LEASES_PER_POLL = 100
 MAX_IDS_PER_LIST = 500
+
+WAIT = QueryNumber("wait", default=0.0, minimum=0.0, maximum=86_400.0,
+                   description="hold the request up to this many seconds (long poll)")
+LEASE_LIMIT = QueryInteger("limit", default=1, minimum=1, maximum=MAX_LEASES_PER_POLL,
+                           description="lease up to this many tasks (answer also has 'tasks')")
+LEASE_MAX_TOKENS = QueryInteger("max_tokens", default=0, minimum=0, maximum=MAX_ESTIMATED_TOKENS,
+                                description="only tasks whose estimated tokens fit this budget")
+TASK_LIST_LIMIT = QueryInteger("limit", default=1000, minimum=1, maximum=100_000,
+                               description="how many")
 
 
 def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
@@ -38,8 +57,8 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
         worker_id = _identifier(body, "worker_id")
         worker_type = field_of(body, "worker_type", str)
         capabilities = field_of(body, "capabilities", dict, required=False, default={})
-        if worker_type not in WORKER_TYPE_TASKS and not capabilities.get("task_types"):
-            known = ", ".join(WORKER_TYPE_TASKS)
+        if worker_type not in WORKER_TYPES and not capabilities.get("task_types"):
+            known = ", ".join(WORKER_TYPES)
             raise InvalidInput(f"field 'worker_type': unknown type {worker_type!r} (known: {known})"
                                " or give capabilities.task_types")
         _check_string_list(capabilities, "task_types", "algorithms", "models")
@@ -62,10 +81,8 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     @app.get("/api/workers/<worker_id>/tasks")
     def poll_tasks(worker_id: str) -> dict[str, Any]:
         wait = _wait_seconds(config)
-        limit = query_integer("limit", default=1, minimum=1, maximum=MAX_LEASES_PER_POLL)
-        max_tokens = None
-        if bottle.request.query.get("max_tokens"):
-            max_tokens = query_integer("max_tokens", default=0, minimum=0, maximum=10**9)
+        limit = LEASE_LIMIT.read()
+        max_tokens = LEASE_MAX_TOKENS.read() if bottle.request.query.get("max_tokens") else None
         types = [t for t in bottle.request.query.get("types", "").split(",") if t] or None
         leases = _lease_with_wait(store, worker_id, wait=wait, limit=limit, types=types,
                                   max_tokens=max_tokens)
@@ -125,7 +142,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.get("/api/tasks")
     def list_tasks() -> dict[str, Any]:
-        limit = query_integer("limit", default=1000, minimum=1, maximum=100_000)
+        limit = TASK_LIST_LIMIT.read()
         ids = bottle.request.query.getall("id")
         if len(ids) > MAX_IDS_PER_LIST:
             raise InvalidInput(f"query parameter 'id': at most {MAX_IDS_PER_LIST} ids per request")
@@ -168,14 +185,14 @@ def _statuses_asked() -> list[TaskStatus] | None:
 
 def _wait_seconds(config: Config) -> float:
     """The ``?wait=`` of a long poll, capped at ``max_wait_seconds`` (asking more is no error)."""
-    return min(query_number("wait", default=0.0, minimum=0.0, maximum=86_400.0),
-               config.max_wait_seconds)
+    return min(WAIT.read(), config.max_wait_seconds)
 
 
 def _identifier(body: dict[str, Any], name: str) -> str:
     value = field_of(body, name, str)
-    if not value.strip() or len(value) > 200 or "/" in value or "\x00" in value:
-        raise InvalidInput(f"field '{name}': must be 1..200 characters, without '/' or NUL")
+    problem = id_problem(value)
+    if problem:
+        raise InvalidInput(f"field '{name}': {problem}")
     return value
 
 

@@ -1,180 +1,25 @@
-"""The bottle application: JSON in and out, one plugin for auth and body size, thin routes.
+"""The orchestrator's bottle application: the shared HTTP rules (``elastic.web``) and its routes.
 
 ``make_app(store, config)`` builds an explicit Bottle instance (never bottle's
-default app). Every error, including bottle's own 404/405, is answered as
-``{"error": "..."}`` JSON with the status of the ``ElasticError`` behind it.
+default app) and attaches the seed-000 routes, the seed-004 views, the provider
+budgets and ``/openapi.json``.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import logging
-from collections.abc import Callable
-from typing import Any
-
 import bottle
 
+from elastic import web
 from elastic.config import Config
-from elastic.errors import BodyTooLarge, ElasticError, InvalidInput, NotFound, Unauthorized
+from elastic.server import api, budgets, openapi, views
 from elastic.store import Store
-
-log = logging.getLogger("elastic.server")
-
-OPEN_PATHS = frozenset({"/health"})
 
 
 def make_app(store: Store, config: Config) -> bottle.Bottle:
     """The orchestrator's WSGI application over ``store``."""
-    from elastic.server import api, budgets, openapi, views
-
-    app = bottle.Bottle()
-    app.config["json.enable"] = False
-    app.config["elastic.store"] = store
-    app.config["elastic.config"] = config
-    app.install(JsonPlugin(token=config.token, max_body_bytes=config.max_body_bytes))
-    app.default_error_handler = render_bottle_error
+    app = web.json_app(token=config.token, max_body_bytes=config.max_body_bytes)
     api.add_routes(app, store, config)
-    views.add_routes(app, store, config)
+    views.add_routes(app, store)
     openapi.add_routes(app)
     budgets.add_routes(app, budgets.ProviderBudgets.from_config(config))
     return app
-
-
-def render_bottle_error(error: bottle.HTTPError) -> str:
-    """Bottle's own errors (unknown route, wrong method) as JSON."""
-    bottle.response.content_type = "application/json"
-    message = {404: "not found: no such endpoint", 405: "method not allowed"}.get(
-        error.status_code, str(error.body or error.status_line))
-    return json.dumps({"error": message})
-
-
-class JsonPlugin:
-    """Bearer-token auth, the body-size limit, and ElasticError -> JSON error response."""
-
-    name = "elastic-json"
-    api = 2
-
-    def __init__(self, *, token: str | None, max_body_bytes: int) -> None:
-        self.token = token
-        self.max_body_bytes = max_body_bytes
-
-    def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
-        """Wrap one route."""
-        open_route = route.rule in OPEN_PATHS or route.config.get("open", False)
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                if not open_route:
-                    self._check_token()
-                self._check_size()
-                if any("\x00" in str(value) for value in kwargs.values()):
-                    raise NotFound("not found: a NUL character in the path")
-                body = callback(*args, **kwargs)
-            except ElasticError as exc:
-                return error_response(exc.http_status, exc.message)
-            except Exception:
-                log.exception("unexpected error on %s %s", bottle.request.method, bottle.request.path)
-                return error_response(500, "internal error; see the server log")
-            if isinstance(body, dict | list):
-                bottle.response.content_type = "application/json"
-                return json.dumps(body)
-            return body
-
-        return wrapper
-
-    def _check_token(self) -> None:
-        if not self.token:
-            return
-        header = bottle.request.get_header("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                  self.token.encode()):
-            raise Unauthorized("missing or wrong bearer token: send 'Authorization: Bearer <token>'")
-
-    def _check_size(self) -> None:
-        length = bottle.request.content_length
-        if length > self.max_body_bytes:
-            raise BodyTooLarge(f"request body of {length} bytes is over the limit of "
-                               f"{self.max_body_bytes} bytes (max_body_bytes)")
-
-
-def error_response(status: int, message: str) -> bottle.HTTPResponse:
-    """A JSON error response."""
-    return bottle.HTTPResponse(json.dumps({"error": message}), status=status,
-                               headers={"Content-Type": "application/json"})
-
-
-def read_json(*, required: bool = True) -> dict[str, Any]:
-    """The request body as a JSON object, or an InvalidInput naming the problem.
-
-    Reads at most the body-size limit, whatever the Content-Type says (bottle's
-    ``request.json`` silently returns None for a wrong one).
-    """
-    limit = bottle.request.app.config["elastic.config"].max_body_bytes
-    raw = bottle.request.body.read(limit + 1)
-    if len(raw) > limit:
-        raise BodyTooLarge(f"request body is over the limit of {limit} bytes (max_body_bytes)")
-    if not raw.strip():
-        if required:
-            raise InvalidInput("request body: expected a JSON object, got an empty body")
-        return {}
-    try:
-        document = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"request body: not valid JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise InvalidInput(f"request body: expected a JSON object, got {type(document).__name__}")
-    return document
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def query_number(name: str, *, default: float, minimum: float, maximum: float) -> float:
-    """A numeric query parameter within bounds, or InvalidInput naming it."""
-    raw = bottle.request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter '{name}': expected a number, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise InvalidInput(f"query parameter '{name}': must be between {minimum} and {maximum}")
-    return value
-
-
-def query_integer(name: str, *, default: int, minimum: int, maximum: int) -> int:
-    """A whole-number query parameter within bounds, or InvalidInput naming it."""
-    raw = bottle.request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or not minimum <= int(raw) <= maximum:
-        raise InvalidInput(f"query parameter '{name}': expected a whole number from {minimum} "
-                           f"to {maximum}, got {raw!r}")
-    return int(raw)
-
-
-def field_of(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
-             required: bool = True, default: Any = None) -> Any:
-    """``body[name]`` checked against ``kind``; InvalidInput names the field when wrong."""
-    if name not in body or body[name] is None:
-        if required:
-            raise InvalidInput(f"field '{name}' is required")
-        return default
-    value = body[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise InvalidInput(f"field '{name}': expected {_kind_names(kinds)}, got a boolean")
-    if not isinstance(value, kinds):
-        raise InvalidInput(f"field '{name}': expected {_kind_names(kinds)}, "
-                           f"got {type(value).__name__}")
-    return value
-
-
-def _kind_names(kinds: tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", dict: "a JSON object",
-             list: "a list", bool: "true or false"}
-    return " or ".join(names.get(kind, kind.__name__) for kind in kinds)

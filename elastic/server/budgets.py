@@ -31,12 +31,14 @@ import bottle
 from elastic.config import Config
 from elastic.errors import ConfigError, InvalidInput, NotFound
 from elastic.providers.limits import DAY_SECONDS, ProviderLimiter, Reservation
-from elastic.server.app import field_of, query_integer, read_json
+from elastic.tasks import MAX_ESTIMATED_TOKENS, MAX_ID_LENGTH
+from elastic.web import QueryInteger, field_of, read_json
 
-MAX_ESTIMATED_TOKENS = 10**9
-MAX_ID_LENGTH = 200
 MAX_PAUSE_UNTIL = 1e11  # epoch seconds, about the year 5138: anything later is a mistake
 MAX_OPEN_RESERVATIONS = 100_000
+ESTIMATED_TOKENS = QueryInteger("estimated_tokens", default=0, minimum=0,
+                                maximum=MAX_ESTIMATED_TOKENS,
+                                description="the size of the request asked about (default 0)")
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,7 @@ def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
 
     @app.get("/api/providers/<name>")
     def show_budget(name: str) -> dict[str, Any]:
-        return budgets.availability(name, query_integer("estimated_tokens", default=0, minimum=0,
-                                                             maximum=MAX_ESTIMATED_TOKENS))
+        return budgets.availability(name, ESTIMATED_TOKENS.read())
 
     @app.post("/api/providers/<name>/reserve")
     def reserve_budget(name: str) -> dict[str, Any]:

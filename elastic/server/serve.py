@@ -12,16 +12,15 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from waitress import wasyncore
-from waitress.server import create_server
 
 from elastic import ingest, results
 from elastic.config import Config
 from elastic.errors import ConfigError
 from elastic.server.app import make_app
 from elastic.store import Store, open_store
+from elastic.web import listen
 
 log = logging.getLogger("elastic.server")
 
@@ -35,20 +34,6 @@ def check_bind_address(config: Config) -> None:
     if not loopback and not config.token and not config.insecure:
         raise ConfigError("host", "flag or config", "a loopback address, or a token "
                           "(ELASTIC_TOKEN) for a reachable server, or --insecure", config.host)
-
-
-def listen(app: object, *, host: str, port: int, threads: int, **options: Any) -> Any:
-    """A threaded waitress server bound to ``host:port``.
-
-    Raises:
-        ConfigError: the address cannot be bound (in use, or not this machine's).
-    """
-    try:
-        return create_server(app, host=host, port=port, threads=threads, ident="elastic",
-                             **options)
-    except OSError as exc:
-        raise ConfigError("port", "flag or config",
-                          f"a free port on {host} ({exc.strerror})", port) from None
 
 
 class Orchestrator:

@@ -13,13 +13,15 @@ from typing import Any
 import bottle
 
 from elastic import results
-from elastic.config import Config
-from elastic.server.app import query_integer
 from elastic.store import Store
 from elastic.tasks import Task, Worker, iso, priority_word
+from elastic.web import QueryInteger
+
+TASK_VIEW_LIMIT = QueryInteger("limit", default=10_000, minimum=1, maximum=1_000_000,
+                               description="how many")
 
 
-def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
+def add_routes(app: bottle.Bottle, store: Store) -> None:
     """Attach the seed-004 routes to ``app``."""
 
     @app.get("/stats")
@@ -28,7 +30,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.get("/tasks")
     def tasks() -> list[dict[str, Any]]:
-        limit = query_integer("limit", default=10_000, minimum=1, maximum=1_000_000)
+        limit = TASK_VIEW_LIMIT.read()
         return [task_view(task) for task in store.list_tasks(limit=limit)]
 
     @app.get("/workers")

@@ -24,7 +24,6 @@ from elastic.store.dialects import READ_ONLY
 from elastic.store.notify import Notifier
 from elastic.store.schema import attempts, tasks, workers
 from elastic.tasks import (
-    WORKER_TYPE_TASKS,
     Attempt,
     AttemptOutcome,
     Lease,
@@ -39,6 +38,7 @@ from elastic.tasks import (
     finite_json,
     requirement_of,
 )
+from elastic.worker_types import default_task_types
 
 DB_RETRY_ATTEMPTS = 5
 DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
@@ -181,7 +181,7 @@ class Store:
         its previous life held are put back in the queue (a crash, counted as an attempt).
         """
         now = self._now(now)
-        task_types = list(capabilities.get("task_types") or WORKER_TYPE_TASKS.get(worker_type, ()))
+        task_types = list(capabilities.get("task_types") or default_task_types(worker_type))
         values = {
             "worker_type": worker_type, "capabilities": dict(capabilities),
             "task_types": task_types,

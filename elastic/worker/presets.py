@@ -1,4 +1,7 @@
-"""What each ``elastic worker --type`` offers: its capabilities and its LLM provider."""
+"""What a worker of one ``--type`` registers with and which LLM provider it opens.
+
+Both read the worker-type table (``elastic.worker_types``).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from elastic.config import Config
-from elastic.errors import ConfigError
-from elastic.tasks import WORKER_TYPE_TASKS
+from elastic.worker_types import get_worker_type
 
 
 def worker_capabilities(worker_type: str, extra: Mapping[str, Any] | None = None, *,
@@ -17,10 +19,11 @@ def worker_capabilities(worker_type: str, extra: Mapping[str, Any] | None = None
     A simulation worker advertises exactly the kernels that loaded on this machine; an
     LLM worker the models its provider offers, so a task naming another provider's
     model is never leased to it.
+
+    Raises:
+        ConfigError: an unknown worker type.
     """
-    if worker_type not in WORKER_TYPE_TASKS:
-        raise ConfigError("type", "flag", "one of " + ", ".join(WORKER_TYPE_TASKS), worker_type)
-    capabilities: dict[str, Any] = {"task_types": list(WORKER_TYPE_TASKS[worker_type])}
+    capabilities: dict[str, Any] = {"task_types": list(get_worker_type(worker_type).task_types)}
     if "simulation" in capabilities["task_types"]:
         from elastic.kernels import available_algorithms
 
@@ -33,7 +36,7 @@ def worker_capabilities(worker_type: str, extra: Mapping[str, Any] | None = None
 
 def worker_provider(worker_type: str, config: Config) -> Any:
     """The LLM provider a worker of ``worker_type`` calls, or None for non-LLM types."""
-    from elastic.providers import WORKER_TYPE_PROVIDERS, open_provider
+    from elastic.providers import open_provider
 
-    name = WORKER_TYPE_PROVIDERS.get(worker_type)
+    name = get_worker_type(worker_type).provider
     return None if name is None else open_provider(name, config.provider_settings(name))

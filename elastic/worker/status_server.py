@@ -7,17 +7,13 @@ from typing import Any
 
 import bottle
 
-from elastic.server.app import JsonPlugin, render_bottle_error
-from elastic.server.serve import listen
+from elastic.web import json_app, listen
 from elastic.worker.loop import WorkerLoop
 
 
 def make_status_app(worker: WorkerLoop, *, token: str | None) -> bottle.Bottle:
     """The worker's status endpoints over ``worker``'s live state."""
-    app = bottle.Bottle()
-    app.config["json.enable"] = False
-    app.install(JsonPlugin(token=token, max_body_bytes=1024))
-    app.default_error_handler = render_bottle_error
+    app = json_app(token=token, max_body_bytes=1024)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
