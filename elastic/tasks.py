@@ -34,7 +34,7 @@ MAX_ESTIMATED_TOKENS = 10**9  # the most tokens a request or a budget may speak 
 
 class TaskStatus(enum.StrEnum):
     """Where a task is in its life. ``pending`` after a failed attempt reads
-    ``redistributed`` in the seed-004 views (see server/views.py)."""
+    ``redistributed`` in the seed-004 views (see elastic/seed004.py)."""
 
     PENDING = "pending"
     ASSIGNED = "assigned"
@@ -48,8 +48,8 @@ class TaskStatus(enum.StrEnum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
-
+# The state machine: every status write in the store is guarded by this table (see
+# ``statuses_that_may_become``), so a new state is one enum member and one row here.
 ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset({TaskStatus.ASSIGNED, TaskStatus.CANCELLED}),
     TaskStatus.ASSIGNED: frozenset(
@@ -60,10 +60,17 @@ ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.CANCELLED: frozenset(),
 }
 
+FINAL_STATUSES = frozenset(old for old, moves in ALLOWED_TRANSITIONS.items() if not moves)
+
 
 def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
     """Whether the state machine allows ``old`` -> ``new``."""
     return new in ALLOWED_TRANSITIONS[old]
+
+
+def statuses_that_may_become(new: TaskStatus) -> tuple[TaskStatus, ...]:
+    """Every status the state machine lets move to ``new``, in the enum's order."""
+    return tuple(old for old in TaskStatus if can_transition(old, new))
 
 
 class WorkerStatus(enum.StrEnum):

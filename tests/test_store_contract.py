@@ -1,14 +1,35 @@
-"""The Store's contract, run against every database (SQLite file and PostgreSQL)."""
+"""The Store's contract, run against every database (SQLite file and PostgreSQL).
+
+Every test here also checks the state machine: each task status change the database
+sees while the test runs must be one ``elastic.tasks.ALLOWED_TRANSITIONS`` allows.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from status_recorder import recorded_transitions, start_recording
 
 from elastic.errors import StaleLease, TaskNotFound, WorkerNotFound, WrongState
 from elastic.store import Store
-from elastic.tasks import NewTask, TaskStatus, WorkerStatus
+from elastic.tasks import NewTask, TaskStatus, WorkerStatus, can_transition
 
 T0 = 1_000_000.0
+
+
+@pytest.fixture(autouse=True)
+def only_allowed_transitions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Record the status changes of a test's store; fail the test on one the table forbids."""
+    if "store" not in request.fixturenames:
+        yield
+        return
+    store: Store = request.getfixturevalue("store")
+    start_recording(store)
+    yield
+    forbidden = [(old, new) for old, new in recorded_transitions(store)
+                 if not can_transition(TaskStatus(old), TaskStatus(new))]
+    assert not forbidden, f"the store made transitions the state machine forbids: {forbidden}"
 
 
 def sim(task_id: str, *, priority: int = 5, algorithm: str = "python") -> NewTask:

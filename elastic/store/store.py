@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -37,12 +37,17 @@ from elastic.tasks import (
     estimate_tokens,
     finite_json,
     requirement_of,
+    statuses_that_may_become,
 )
 from elastic.worker_types import default_task_types
 
 DB_RETRY_ATTEMPTS = 5
 DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
-LIVE_WORKER_STATES = (WorkerStatus.ONLINE.value,)
+
+
+def may_become(new: TaskStatus) -> ColumnElement[bool]:
+    """The guard of every UPDATE that moves a task to ``new``, read from the state machine."""
+    return tasks.c.status.in_([old.value for old in statuses_that_may_become(new)])
 
 
 @dataclass(frozen=True)
@@ -340,7 +345,7 @@ class Store:
     def _lease_statement(self, worker: Worker, types: list[str], slots: int,
                          max_estimated_tokens: int | None, now: float) -> Any:
         # The conditions are Requirement.is_met_by in SQL; change both together.
-        conditions = [tasks.c.status == TaskStatus.PENDING.value, tasks.c.type.in_(types),
+        conditions = [may_become(TaskStatus.ASSIGNED), tasks.c.type.in_(types),
                       or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(worker.algorithms))]
         if worker.models:
             conditions.append(or_(tasks.c.model.is_(None), tasks.c.model.in_(worker.models)))
@@ -376,7 +381,8 @@ class Store:
                 row = self._current_lease_row(conn, task_id, worker_id, lease_token)
                 if succeeded:
                     self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
-                    conn.execute(update(tasks).where(tasks.c.seq == row["seq"]).values(
+                    conn.execute(update(tasks).where(
+                        tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
                         status=TaskStatus.COMPLETED.value, result=finite_json(dict(result)),
                         finished_at=now,
                         progress=1.0, lease_expires_at=None, error=None))
@@ -428,7 +434,7 @@ class Store:
         status = TaskStatus.PENDING if requeue else TaskStatus.FAILED
         attempts_done = row["attempts"] if counts_as_failure else row["attempts"] - 1
         changed = conn.execute(update(tasks).where(
-            tasks.c.seq == row["seq"], tasks.c.status == TaskStatus.ASSIGNED.value,
+            tasks.c.seq == row["seq"], may_become(status),
             tasks.c.lease_token == row["lease_token"],
         ).values(status=status.value, failures=failures, attempts=attempts_done, error=error,
                  worker_id=None if requeue else row["worker_id"], lease_expires_at=None,
@@ -505,9 +511,13 @@ class Store:
                 if task.status is TaskStatus.ASSIGNED:
                     row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
                     self._finish_attempt(conn, row, AttemptOutcome.CANCELLED, "cancelled", now)
-                conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(
+                cancelled = conn.execute(update(tasks).where(
+                    tasks.c.task_id == task_id, may_become(TaskStatus.CANCELLED)).values(
                     status=TaskStatus.CANCELLED.value, finished_at=now, lease_expires_at=None,
-                    error="cancelled"))
+                    error="cancelled")).rowcount
+                if not cancelled:  # a result ended it between our read and this write
+                    raise WrongState(f"task {task_id!r} already "
+                                     f"{self._load_task(conn, task_id).status.value}")
                 return self._load_task(conn, task_id)
 
         task = self._retrying(transaction)
