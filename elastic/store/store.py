@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
@@ -40,6 +40,8 @@ from elastic.tasks import (
     statuses_that_may_become,
 )
 from elastic.worker_types import default_task_types
+
+Result = TypeVar("Result")
 
 DB_RETRY_ATTEMPTS = 5
 DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
@@ -104,27 +106,25 @@ class Store:
     # -- transactions -------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.begin() as connection:
-            yield connection
-
-    @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{READ_ONLY: True})
             with connection.begin():
                 yield connection
 
-    def _retrying(self, operation: Callable[[], Any]) -> Any:
-        """Run a transaction again when the database reports a transient conflict.
+    def _write_transaction(self, work: Callable[[Connection], Result], *,
+                           notify: bool = False) -> Result:
+        """Run ``work`` in one write transaction; wake waiting long polls after it if ``notify``.
 
+        The transaction runs again when the database reports a transient conflict:
         SQLite's busy timeout absorbs nearly all lock waits; what is left (and a
         PostgreSQL unique race between two submits of one id) is retried here so
         that no "database is locked" reaches a user.
         """
         for attempt in range(DB_RETRY_ATTEMPTS):
             try:
-                return operation()
+                with self.engine.begin() as connection:
+                    result = work(connection)
             except (OperationalError, IntegrityError) as exc:
                 if any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
                     raise StorageFull() from exc
@@ -132,7 +132,11 @@ class Store:
                 if not transient or attempt == DB_RETRY_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
+                continue
+            if notify:
+                self.changes.notify()
+            return result
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _now(self, now: float | None) -> float:
         return self.clock() if now is None else now
@@ -144,24 +148,21 @@ class Store:
         """Queue tasks all or nothing; an id that already exists is not queued again."""
         now = self._now(now)
 
-        def transaction() -> list[SubmitOutcome]:
-            with self._write() as conn:
-                ids = [task.task_id for task in new_tasks]
-                existing = set(conn.scalars(select(tasks.c.task_id).where(tasks.c.task_id.in_(ids))))
-                outcomes, rows = [], []
-                for task in new_tasks:
-                    created = task.task_id not in existing
-                    outcomes.append(SubmitOutcome(task.task_id, created))
-                    if created:
-                        existing.add(task.task_id)
-                        rows.append(self._task_row(task, now))
-                if rows:
-                    conn.execute(insert(tasks), rows)
-                return outcomes
+        def transaction(conn: Connection) -> list[SubmitOutcome]:
+            ids = [task.task_id for task in new_tasks]
+            existing = set(conn.scalars(select(tasks.c.task_id).where(tasks.c.task_id.in_(ids))))
+            outcomes, rows = [], []
+            for task in new_tasks:
+                created = task.task_id not in existing
+                outcomes.append(SubmitOutcome(task.task_id, created))
+                if created:
+                    existing.add(task.task_id)
+                    rows.append(self._task_row(task, now))
+            if rows:
+                conn.execute(insert(tasks), rows)
+            return outcomes
 
-        outcomes = self._retrying(transaction)
-        self.changes.notify()
-        return outcomes
+        return self._write_transaction(transaction, notify=True)
 
     def _task_row(self, task: NewTask, now: float) -> dict[str, Any]:
         algorithm, model = requirement_of(task.type, task.data)
@@ -196,21 +197,18 @@ class Store:
             "last_heartbeat_at": now, "registered_at": now,
         }
 
-        def transaction() -> Worker:
-            with self._write() as conn:
-                self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.WORKER_DEAD,
-                                           "worker restarted", now)
-                found = conn.execute(update(workers).where(workers.c.worker_id == worker_id)
-                                     .values(**values)).rowcount
-                if not found:
-                    conn.execute(insert(workers).values(worker_id=worker_id,
-                                                        tasks_completed=0, tasks_failed=0,
-                                                        info={}, **values))
-                return self._load_worker(conn, worker_id)
+        def transaction(conn: Connection) -> Worker:
+            self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.WORKER_DEAD,
+                                       "worker restarted", now)
+            found = conn.execute(update(workers).where(workers.c.worker_id == worker_id)
+                                 .values(**values)).rowcount
+            if not found:
+                conn.execute(insert(workers).values(worker_id=worker_id,
+                                                    tasks_completed=0, tasks_failed=0,
+                                                    info={}, **values))
+            return self._load_worker(conn, worker_id)
 
-        worker = self._retrying(transaction)
-        self.changes.notify()
-        return worker
+        return self._write_transaction(transaction, notify=True)
 
     def heartbeat(self, worker_id: str, *, running: Mapping[str, int] | None = None,
                   progress: Mapping[str, float] | None = None,
@@ -231,25 +229,24 @@ class Store:
         running = dict(running or {})
         progress = dict(progress or {})
 
-        def transaction() -> list[str]:
-            with self._write() as conn:
-                values: dict[str, Any] = {"last_heartbeat_at": now,
-                                          "status": WorkerStatus.ONLINE.value}
-                if info is not None:
-                    values["info"] = dict(info)
-                found = conn.execute(update(workers).where(
-                    workers.c.worker_id == worker_id,
-                    workers.c.status != WorkerStatus.OFFLINE.value).values(**values)).rowcount
-                if not found:
-                    raise WorkerNotFound(f"worker {worker_id!r} is not registered")
-                held = self._extend_leases(conn, worker_id, now)
-                for task_id, fraction in progress.items():
-                    if task_id in held:
-                        conn.execute(update(tasks).where(tasks.c.task_id == task_id)
-                                     .values(progress=float(fraction)))
-                return [tid for tid, token in running.items() if held.get(tid) != token]
+        def transaction(conn: Connection) -> list[str]:
+            values: dict[str, Any] = {"last_heartbeat_at": now,
+                                      "status": WorkerStatus.ONLINE.value}
+            if info is not None:
+                values["info"] = dict(info)
+            found = conn.execute(update(workers).where(
+                workers.c.worker_id == worker_id,
+                workers.c.status != WorkerStatus.OFFLINE.value).values(**values)).rowcount
+            if not found:
+                raise WorkerNotFound(f"worker {worker_id!r} is not registered")
+            held = self._extend_leases(conn, worker_id, now)
+            for task_id, fraction in progress.items():
+                if task_id in held:
+                    conn.execute(update(tasks).where(tasks.c.task_id == task_id)
+                                 .values(progress=float(fraction)))
+            return [tid for tid, token in running.items() if held.get(tid) != token]
 
-        return self._retrying(transaction)
+        return self._write_transaction(transaction)
 
     def _extend_leases(self, conn: Connection, worker_id: str, now: float) -> dict[str, int]:
         conn.execute(update(tasks).where(tasks.c.worker_id == worker_id,
@@ -263,18 +260,15 @@ class Store:
         """Mark a worker offline; tasks it still holds go back to the queue, not counted."""
         now = self._now(now)
 
-        def transaction() -> Worker:
-            with self._write() as conn:
-                self._load_worker(conn, worker_id)
-                self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.HANDED_BACK,
-                                           "worker unregistered", now)
-                conn.execute(update(workers).where(workers.c.worker_id == worker_id)
-                             .values(status=WorkerStatus.OFFLINE.value, last_heartbeat_at=now))
-                return self._load_worker(conn, worker_id)
+        def transaction(conn: Connection) -> Worker:
+            self._load_worker(conn, worker_id)
+            self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.HANDED_BACK,
+                                       "worker unregistered", now)
+            conn.execute(update(workers).where(workers.c.worker_id == worker_id)
+                         .values(status=WorkerStatus.OFFLINE.value, last_heartbeat_at=now))
+            return self._load_worker(conn, worker_id)
 
-        worker = self._retrying(transaction)
-        self.changes.notify()
-        return worker
+        return self._write_transaction(transaction, notify=True)
 
     def get_worker(self, worker_id: str) -> Worker:
         """One worker, with its active lease count."""
@@ -316,31 +310,30 @@ class Store:
         """
         now = self._now(now)
 
-        def transaction() -> list[Lease]:
-            with self._write() as conn:
-                worker = self._load_worker(conn, worker_id)
-                if worker.status is WorkerStatus.OFFLINE:
-                    raise WorkerNotFound(f"worker {worker_id!r} unregistered; register again")
-                conn.execute(update(workers).where(workers.c.worker_id == worker_id)
-                             .values(last_heartbeat_at=now, status=WorkerStatus.ONLINE.value))
-                slots = min(limit, worker.capacity - worker.active_tasks)
-                types = [t for t in worker.task_types if task_types is None or t in task_types]
-                if slots <= 0 or not types:
-                    return []
-                rows = conn.execute(self._lease_statement(worker, types, slots,
-                                                          max_estimated_tokens, now)).mappings().all()
-                if rows:
-                    conn.execute(insert(attempts), [{
-                        "task_id": row["task_id"], "attempt": row["attempts"],
-                        "worker_id": worker_id, "lease_token": row["lease_token"],
-                        "started_at": now, "outcome": AttemptOutcome.RUNNING.value}
-                        for row in rows])
-                leased = [Task.from_row(row) for row in rows]
-                leased.sort(key=lambda task: (-task.priority, task.seq))
-                return [Lease(task=task, lease_token=task.lease_token,
-                              lease_expires_at=now + self.lease_seconds) for task in leased]
+        def transaction(conn: Connection) -> list[Lease]:
+            worker = self._load_worker(conn, worker_id)
+            if worker.status is WorkerStatus.OFFLINE:
+                raise WorkerNotFound(f"worker {worker_id!r} unregistered; register again")
+            conn.execute(update(workers).where(workers.c.worker_id == worker_id)
+                         .values(last_heartbeat_at=now, status=WorkerStatus.ONLINE.value))
+            slots = min(limit, worker.capacity - worker.active_tasks)
+            types = [t for t in worker.task_types if task_types is None or t in task_types]
+            if slots <= 0 or not types:
+                return []
+            rows = conn.execute(self._lease_statement(worker, types, slots,
+                                                      max_estimated_tokens, now)).mappings().all()
+            if rows:
+                conn.execute(insert(attempts), [{
+                    "task_id": row["task_id"], "attempt": row["attempts"],
+                    "worker_id": worker_id, "lease_token": row["lease_token"],
+                    "started_at": now, "outcome": AttemptOutcome.RUNNING.value}
+                    for row in rows])
+            leased = [Task.from_row(row) for row in rows]
+            leased.sort(key=lambda task: (-task.priority, task.seq))
+            return [Lease(task=task, lease_token=task.lease_token,
+                          lease_expires_at=now + self.lease_seconds) for task in leased]
 
-        return self._retrying(transaction)
+        return self._write_transaction(transaction)
 
     def _lease_statement(self, worker: Worker, types: list[str], slots: int,
                          max_estimated_tokens: int | None, now: float) -> Any:
@@ -376,29 +369,26 @@ class Store:
         now = self._now(now)
         succeeded = result.get("success", True) is not False
 
-        def transaction() -> Task:
-            with self._write() as conn:
-                row = self._current_lease_row(conn, task_id, worker_id, lease_token)
-                if succeeded:
-                    self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
-                    conn.execute(update(tasks).where(
-                        tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
-                        status=TaskStatus.COMPLETED.value, result=finite_json(dict(result)),
-                        finished_at=now,
-                        progress=1.0, lease_expires_at=None, error=None))
-                    self._count_for_worker(conn, worker_id, completed=1)
-                else:
-                    error = str(result.get("error") or "the worker reported success: false")
-                    retry = result.get("retryable", True) is not False
-                    self._end_attempt(conn, row, AttemptOutcome.FAILED, error, now,
-                                      counts_as_failure=True, retry=retry,
-                                      result=finite_json(dict(result)))
-                    self._count_for_worker(conn, worker_id, failed=1)
-                return self._load_task(conn, task_id)
+        def transaction(conn: Connection) -> Task:
+            row = self._current_lease_row(conn, task_id, worker_id, lease_token)
+            if succeeded:
+                self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
+                conn.execute(update(tasks).where(
+                    tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
+                    status=TaskStatus.COMPLETED.value, result=finite_json(dict(result)),
+                    finished_at=now,
+                    progress=1.0, lease_expires_at=None, error=None))
+                self._count_for_worker(conn, worker_id, completed=1)
+            else:
+                error = str(result.get("error") or "the worker reported success: false")
+                retry = result.get("retryable", True) is not False
+                self._end_attempt(conn, row, AttemptOutcome.FAILED, error, now,
+                                  counts_as_failure=True, retry=retry,
+                                  result=finite_json(dict(result)))
+                self._count_for_worker(conn, worker_id, failed=1)
+            return self._load_task(conn, task_id)
 
-        task = self._retrying(transaction)
-        self.changes.notify()
-        return task
+        return self._write_transaction(transaction, notify=True)
 
     def _current_lease_row(self, conn: Connection, task_id: str, worker_id: str,
                            lease_token: int | None) -> RowMapping:
@@ -466,32 +456,28 @@ class Store:
         """Store a running task's checkpoint, only from the current lease (else StaleLease)."""
         now = self._now(now)
 
-        def transaction() -> None:
-            with self._write() as conn:
-                row = self._current_lease_row(conn, task_id, worker_id, lease_token)
-                values: dict[str, Any] = {"checkpoint": dict(checkpoint),
-                                          "lease_expires_at": now + self.lease_seconds}
-                if progress is not None:
-                    values["progress"] = float(progress)
-                conn.execute(update(tasks).where(tasks.c.seq == row["seq"]).values(**values))
+        def transaction(conn: Connection) -> None:
+            row = self._current_lease_row(conn, task_id, worker_id, lease_token)
+            values: dict[str, Any] = {"checkpoint": dict(checkpoint),
+                                      "lease_expires_at": now + self.lease_seconds}
+            if progress is not None:
+                values["progress"] = float(progress)
+            conn.execute(update(tasks).where(tasks.c.seq == row["seq"]).values(**values))
 
-        self._retrying(transaction)
+        self._write_transaction(transaction)
 
     def release_task(self, task_id: str, *, worker_id: str, lease_token: int | None,
                      now: float | None = None) -> Task:
         """A worker hands a task back unfinished (shutting down): requeued, not counted."""
         now = self._now(now)
 
-        def transaction() -> Task:
-            with self._write() as conn:
-                row = self._current_lease_row(conn, task_id, worker_id, lease_token)
-                self._end_attempt(conn, row, AttemptOutcome.HANDED_BACK, "handed back by worker",
-                                  now, counts_as_failure=False)
-                return self._load_task(conn, task_id)
+        def transaction(conn: Connection) -> Task:
+            row = self._current_lease_row(conn, task_id, worker_id, lease_token)
+            self._end_attempt(conn, row, AttemptOutcome.HANDED_BACK, "handed back by worker",
+                              now, counts_as_failure=False)
+            return self._load_task(conn, task_id)
 
-        task = self._retrying(transaction)
-        self.changes.notify()
-        return task
+        return self._write_transaction(transaction, notify=True)
 
     def cancel_task(self, task_id: str, *, now: float | None = None) -> Task:
         """Cancel a pending or running task; cancelling a cancelled task is a no-op.
@@ -501,28 +487,25 @@ class Store:
         """
         now = self._now(now)
 
-        def transaction() -> Task:
-            with self._write() as conn:
-                task = self._load_task(conn, task_id)
-                if task.status is TaskStatus.CANCELLED:
-                    return task
-                if not can_transition(task.status, TaskStatus.CANCELLED):
-                    raise WrongState(f"task {task_id!r} already {task.status.value}")
-                if task.status is TaskStatus.ASSIGNED:
-                    row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
-                    self._finish_attempt(conn, row, AttemptOutcome.CANCELLED, "cancelled", now)
-                cancelled = conn.execute(update(tasks).where(
-                    tasks.c.task_id == task_id, may_become(TaskStatus.CANCELLED)).values(
-                    status=TaskStatus.CANCELLED.value, finished_at=now, lease_expires_at=None,
-                    error="cancelled")).rowcount
-                if not cancelled:  # a result ended it between our read and this write
-                    raise WrongState(f"task {task_id!r} already "
-                                     f"{self._load_task(conn, task_id).status.value}")
-                return self._load_task(conn, task_id)
+        def transaction(conn: Connection) -> Task:
+            task = self._load_task(conn, task_id)
+            if task.status is TaskStatus.CANCELLED:
+                return task
+            if not can_transition(task.status, TaskStatus.CANCELLED):
+                raise WrongState(f"task {task_id!r} already {task.status.value}")
+            if task.status is TaskStatus.ASSIGNED:
+                row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
+                self._finish_attempt(conn, row, AttemptOutcome.CANCELLED, "cancelled", now)
+            cancelled = conn.execute(update(tasks).where(
+                tasks.c.task_id == task_id, may_become(TaskStatus.CANCELLED)).values(
+                status=TaskStatus.CANCELLED.value, finished_at=now, lease_expires_at=None,
+                error="cancelled")).rowcount
+            if not cancelled:  # a result ended it between our read and this write
+                raise WrongState(f"task {task_id!r} already "
+                                 f"{self._load_task(conn, task_id).status.value}")
+            return self._load_task(conn, task_id)
 
-        task = self._retrying(transaction)
-        self.changes.notify()
-        return task
+        return self._write_transaction(transaction, notify=True)
 
     # -- expiry -------------------------------------------------------------------------
 
@@ -530,32 +513,31 @@ class Store:
         """Declare silent workers dead and requeue (or fail) tasks whose lease ran out."""
         now = self._now(now)
 
-        def transaction() -> ExpiryReport:
-            with self._write() as conn:
-                dead = list(conn.scalars(select(workers.c.worker_id).where(
-                    workers.c.status == WorkerStatus.ONLINE.value,
-                    workers.c.last_heartbeat_at < now - self.worker_timeout_seconds)))
-                ended: list[tuple[str, TaskStatus]] = []
-                for worker_id in dead:
-                    conn.execute(update(workers).where(workers.c.worker_id == worker_id)
-                                 .values(status=WorkerStatus.DEAD.value))
-                    ended += self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.WORKER_DEAD,
-                                                        f"worker {worker_id} stopped heartbeating", now)
-                expired = conn.execute(select(tasks).where(
-                    tasks.c.status == TaskStatus.ASSIGNED.value, tasks.c.lease_expires_at < now,
-                ).with_for_update(skip_locked=True)).mappings().all()
-                for row in expired:
-                    status = self._end_attempt(conn, row, AttemptOutcome.EXPIRED,
-                                               f"lease expired on worker {row['worker_id']}", now,
-                                               counts_as_failure=True)
-                    if status is not None:
-                        ended.append((row["task_id"], status))
-                return ExpiryReport(
-                    workers_dead=dead,
-                    tasks_requeued=[tid for tid, s in ended if s is TaskStatus.PENDING],
-                    tasks_failed=[tid for tid, s in ended if s is TaskStatus.FAILED])
+        def transaction(conn: Connection) -> ExpiryReport:
+            dead = list(conn.scalars(select(workers.c.worker_id).where(
+                workers.c.status == WorkerStatus.ONLINE.value,
+                workers.c.last_heartbeat_at < now - self.worker_timeout_seconds)))
+            ended: list[tuple[str, TaskStatus]] = []
+            for worker_id in dead:
+                conn.execute(update(workers).where(workers.c.worker_id == worker_id)
+                             .values(status=WorkerStatus.DEAD.value))
+                ended += self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.WORKER_DEAD,
+                                                    f"worker {worker_id} stopped heartbeating", now)
+            expired = conn.execute(select(tasks).where(
+                tasks.c.status == TaskStatus.ASSIGNED.value, tasks.c.lease_expires_at < now,
+            ).with_for_update(skip_locked=True)).mappings().all()
+            for row in expired:
+                status = self._end_attempt(conn, row, AttemptOutcome.EXPIRED,
+                                           f"lease expired on worker {row['worker_id']}", now,
+                                           counts_as_failure=True)
+                if status is not None:
+                    ended.append((row["task_id"], status))
+            return ExpiryReport(
+                workers_dead=dead,
+                tasks_requeued=[tid for tid, s in ended if s is TaskStatus.PENDING],
+                tasks_failed=[tid for tid, s in ended if s is TaskStatus.FAILED])
 
-        report = self._retrying(transaction)
+        report = self._write_transaction(transaction)
         if report.workers_dead or report.tasks_requeued or report.tasks_failed:
             self.changes.notify()
         return report
@@ -568,14 +550,13 @@ class Store:
         """
         now = self._now(now)
 
-        def transaction() -> int:
-            with self._write() as conn:
-                conn.execute(update(workers).where(workers.c.status == WorkerStatus.ONLINE.value)
-                             .values(last_heartbeat_at=now))
-                return conn.execute(update(tasks).where(tasks.c.status == TaskStatus.ASSIGNED.value)
-                                    .values(lease_expires_at=now + self.lease_seconds)).rowcount
+        def transaction(conn: Connection) -> int:
+            conn.execute(update(workers).where(workers.c.status == WorkerStatus.ONLINE.value)
+                         .values(last_heartbeat_at=now))
+            return conn.execute(update(tasks).where(tasks.c.status == TaskStatus.ASSIGNED.value)
+                                .values(lease_expires_at=now + self.lease_seconds)).rowcount
 
-        return self._retrying(transaction)
+        return self._write_transaction(transaction)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -658,12 +639,11 @@ class Store:
 
     def mark_exported(self, task_ids: Sequence[str]) -> None:
         """Remember that these tasks are in a results file."""
-        def transaction() -> None:
-            with self._write() as conn:
-                conn.execute(update(tasks).where(tasks.c.task_id.in_(list(task_ids)))
-                             .values(exported=1))
+        def transaction(conn: Connection) -> None:
+            conn.execute(update(tasks).where(tasks.c.task_id.in_(list(task_ids)))
+                         .values(exported=1))
 
-        self._retrying(transaction)
+        self._write_transaction(transaction)
 
     def finished_tasks_since(self, since: float | None = None) -> list[Task]:
         """Ended tasks (completed, failed, cancelled) that ended at or after ``since``."""
