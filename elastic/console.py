@@ -10,6 +10,7 @@ from rich.console import Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from elastic import seed004
 from elastic.tasks import Task, TaskStatus
 
 STATUS_STYLES = {"completed": "green", "failed": "red", "cancelled": "yellow",
@@ -111,7 +112,7 @@ def _tasks_table(counts: Mapping[str, int]) -> Table:
     words = ["pending", "redistributed", "assigned", "completed", "failed", "cancelled", "total"]
     for word in words:
         table.add_column(word, justify="right")
-    shown = {**counts, "pending": counts.get("pending", 0) - counts.get("redistributed", 0)}
+    shown = seed004.tasks_summary(counts)
     table.add_row(*(str(shown.get(word, 0)) for word in words))
     return table
 
