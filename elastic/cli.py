@@ -203,6 +203,9 @@ def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
            config_path: str | None) -> None:
     """Send task files (either format; '-' reads stdin) to the orchestrator.
 
+    Every file is checked before anything is sent; its tasks are recorded with the
+    file's name as their source.
+
     Example:
 
         elastic submit examples/tareas_manuales_ejemplo.json --wait
@@ -211,10 +214,16 @@ def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
 
     settings = load_config(config_path, server_url=server_url)
     transport = Transport(settings.server_url, token=settings.token)
-    batch = read_task_files(files)
-    answer = transport.post("/api/tasks/submit", {"tasks": [_task_body(task) for task in batch]})
-    stdout.print(f"submitted {answer['created']} task(s), {answer['duplicates']} already known")
-    if wait and not _wait_with_progress(transport, answer["task_ids"]):
+    by_source: dict[str | None, list[NewTask]] = {}
+    for task in read_task_files(files):
+        by_source.setdefault(task.source, []).append(task)
+    answers = [transport.post("/api/tasks/submit", {
+        "source": source, "tasks": [_task_body(task) for task in tasks]})
+        for source, tasks in by_source.items()]
+    stdout.print(f"submitted {sum(a['created'] for a in answers)} task(s), "
+                 f"{sum(a['duplicates'] for a in answers)} already known")
+    task_ids = [task_id for answer in answers for task_id in answer["task_ids"]]
+    if wait and not _wait_with_progress(transport, task_ids):
         sys.exit(1)
 
 

@@ -53,10 +53,6 @@ class InvalidTask(InvalidInput):
         prefix = ", ".join(where)
         super().__init__(f"{prefix}: {problem}" if prefix else problem)
 
-    def at_index(self, index: int) -> InvalidTask:
-        """The same error, located at task ``index`` of a batch."""
-        return InvalidTask(self.problem, field=self.field, index=index)
-
     def as_dict(self) -> dict[str, object]:
         """The error as JSON-ready data (for rejected-file reports and HTTP bodies)."""
         return {"error": self.message, "index": self.index, "field": self.field,

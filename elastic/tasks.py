@@ -94,6 +94,15 @@ class AttemptOutcome(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+def whole_number(value: object) -> int | None:
+    """``value`` as an int where JSON calls it an integer (``5`` or ``5.0``, not ``true``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else None
+
+
 def parse_priority(value: object) -> int:
     """Turn a priority word (high/medium/low) or an integer 1..10 into 1..10.
 
@@ -102,11 +111,12 @@ def parse_priority(value: object) -> int:
     """
     if isinstance(value, str) and value.strip().lower() in PRIORITY_WORDS:
         return PRIORITY_WORDS[value.strip().lower()]
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = whole_number(value)
+    if number is None:
         raise ValueError(f"must be an integer 1..10 or one of high/medium/low, got {value!r}")
-    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise ValueError(f"must be between 1 and 10, got {value}")
-    return value
+    if not MIN_PRIORITY <= number <= MAX_PRIORITY:
+        raise ValueError(f"must be between 1 and 10, got {number}")
+    return number
 
 
 def id_problem(value: object) -> str | None:

@@ -27,6 +27,7 @@ from elastic.errors import (
     NotFound,
     Unauthorized,
 )
+from elastic.tasks import whole_number
 
 log = logging.getLogger("elastic.server")
 
@@ -213,6 +214,10 @@ def field_of(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
         return default
     value = body[name]
     kinds = kind if isinstance(kind, tuple) else (kind,)
+    if int in kinds and float not in kinds:
+        number = whole_number(value)
+        if number is not None:
+            return number  # JSON has one number type: 5.0 is the integer 5
     if isinstance(value, bool) and bool not in kinds:
         raise InvalidInput(f"field '{name}': expected {_kind_names(kinds)}, got a boolean")
     if not isinstance(value, kinds):

@@ -17,6 +17,7 @@ from elastic.errors import InvalidInput
 from elastic.store import Store
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
+    MAX_SOURCE_LENGTH,
     Lease,
     Task,
     TaskStatus,
@@ -24,12 +25,16 @@ from elastic.tasks import (
     WorkerStatus,
     id_problem,
     iso,
+    whole_number,
 )
 from elastic.web import QueryInteger, QueryNumber, field_of, read_json
 from elastic.worker_types import WORKER_TYPES
 
 MAX_LEASES_PER_POLL = 100
 MAX_IDS_PER_LIST = 500
+MAX_CAPACITY = 1024
+MAX_WORKER_TYPE_LENGTH = 64  # the workers table's String(64)
+DEFAULT_SOURCE = "api"
 
 WAIT = QueryNumber("wait", default=0.0, minimum=0.0, maximum=86_400.0,
                    description="hold the request up to this many seconds (long poll)")
@@ -55,16 +60,10 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     def register_worker() -> dict[str, Any]:
         body = read_json()
         worker_id = _identifier(body, "worker_id")
-        worker_type = field_of(body, "worker_type", str)
-        capabilities = field_of(body, "capabilities", dict, required=False, default={})
-        if worker_type not in WORKER_TYPES and not capabilities.get("task_types"):
-            known = ", ".join(WORKER_TYPES)
-            raise InvalidInput(f"field 'worker_type': unknown type {worker_type!r} (known: {known})"
-                               " or give capabilities.task_types")
-        _check_string_list(capabilities, "task_types", "algorithms", "models")
+        worker_type, capabilities = _worker_type_and_capabilities(body)
         capacity = field_of(body, "capacity", int, required=False, default=1)
-        if not 1 <= capacity <= 1024:
-            raise InvalidInput("field 'capacity': must be between 1 and 1024")
+        if not 1 <= capacity <= MAX_CAPACITY:
+            raise InvalidInput(f"field 'capacity': must be between 1 and {MAX_CAPACITY}")
         store.register_worker(worker_id, worker_type=worker_type, capabilities=capabilities,
                               capacity=capacity)
         return {"status": "registered", "worker_id": worker_id}
@@ -95,7 +94,8 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     @app.post("/api/tasks/submit")
     def submit() -> dict[str, Any]:
         body = read_json()
-        new_tasks = taskfiles.parse_task_document(body, source="api", derive_ids=False)
+        source = _source(body.pop("source", None))
+        new_tasks = taskfiles.parse_task_document(body, source=source, derive_ids=False)
         outcomes = store.submit_tasks(new_tasks)
         if "tasks" not in body:
             return {"task_id": outcomes[0].task_id, "status": "submitted",
@@ -196,6 +196,30 @@ def _identifier(body: dict[str, Any], name: str) -> str:
     return value
 
 
+def _worker_type_and_capabilities(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A registering worker's type and capabilities; an unknown type must list its task types."""
+    worker_type = field_of(body, "worker_type", str)
+    if not 1 <= len(worker_type) <= MAX_WORKER_TYPE_LENGTH:
+        raise InvalidInput(f"field 'worker_type': must be 1..{MAX_WORKER_TYPE_LENGTH} characters")
+    capabilities = field_of(body, "capabilities", dict, required=False, default={})
+    if worker_type not in WORKER_TYPES and not capabilities.get("task_types"):
+        known = ", ".join(WORKER_TYPES)
+        raise InvalidInput(f"field 'worker_type': unknown type {worker_type!r} (known: {known})"
+                           " or give capabilities.task_types")
+    _check_string_list(capabilities, "task_types", "algorithms", "models")
+    return worker_type, capabilities
+
+
+def _source(value: object) -> str:
+    """Where submitted tasks came from (``elastic submit`` sends the file name); default "api"."""
+    if value is None:
+        return DEFAULT_SOURCE
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_SOURCE_LENGTH or "\x00" in value:
+        raise InvalidInput(f"field 'source': must be a string of 1..{MAX_SOURCE_LENGTH} "
+                           "characters without NUL")
+    return value
+
+
 def _check_string_list(capabilities: dict[str, Any], *names: str) -> None:
     for name in names:
         value = capabilities.get(name)
@@ -207,10 +231,11 @@ def _check_string_list(capabilities: dict[str, Any], *names: str) -> None:
 def _running_tasks(running: dict[str, Any]) -> tuple[dict[str, int], dict[str, float]]:
     tokens, progress = {}, {}
     for task_id, state in running.items():
-        if not isinstance(state, dict) or not isinstance(state.get("lease_token"), int):
+        token = whole_number(state.get("lease_token")) if isinstance(state, dict) else None
+        if token is None:
             raise InvalidInput(f"field 'tasks.{task_id}': expected {{\"lease_token\": <int>, "
                                "\"progress\": <number>}")
-        tokens[task_id] = state["lease_token"]
+        tokens[task_id] = token
         fraction = state.get("progress")
         if isinstance(fraction, int | float) and not isinstance(fraction, bool):
             progress[task_id] = float(fraction)

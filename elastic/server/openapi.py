@@ -1,4 +1,12 @@
-"""``GET /openapi.json``: the description of every endpoint (tests check it covers all routes)."""
+"""``GET /openapi.json``: the description of every endpoint, built from the rules that check requests.
+
+Enums and limits are not restated here: task types, statuses, priorities, worker
+types, id lengths and the query parameters' bounds come from the same constants and
+``elastic.web`` query readers the routes use, so the document cannot drift from
+what the server accepts (tests/test_api_fuzz.py checks it with schemathesis). What a
+JSON schema cannot state (the contents of a task's ``data``, checked by its executor)
+is said in the descriptions.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +15,48 @@ from typing import Any
 import bottle
 
 from elastic import __version__
-from elastic.server.budgets import MAX_ESTIMATED_TOKENS, MAX_ID_LENGTH, MAX_PAUSE_UNTIL
+from elastic.kernels import KNOWN_ALGORITHMS
+from elastic.server import api, budgets, views
+from elastic.tasks import (
+    MAX_ESTIMATED_TOKENS,
+    MAX_ID_LENGTH,
+    MAX_PRIORITY,
+    MAX_SOURCE_LENGTH,
+    MIN_PRIORITY,
+    PRIORITY_WORDS,
+    TASK_TYPES,
+    TaskStatus,
+)
+from elastic.web import QueryInteger, QueryNumber
+from elastic.worker_types import WORKER_TYPES
 
 OBJECT = {"type": "object"}
 ERROR = {"description": "error", "content": {"application/json": {"schema": {
     "type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}}}}
-PRIORITY = {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 10},
-                      {"type": "string", "enum": ["high", "medium", "low"]}]}
-TASK_TYPE = {"type": "string", "enum": ["agent_action", "code_generation", "evolution_crossover",
-                                        "evolution_mutation", "simulation"]}
-NEW_TASK = {"type": "object", "properties": {
-    "task_id": {"type": "string"}, "type": TASK_TYPE, "data": OBJECT, "priority": PRIORITY,
-    "description": {"type": "string"}, "algorithm": {"type": "string"},
-    "parameters": OBJECT}}
+NO_NUL = "^[^\\u0000]*$"
+IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+              "pattern": "^[^/\\u0000]*[^/\\u0000\\s][^/\\u0000]*$",
+              "description": "not blank, without '/' or NUL"}
+TEXT = {"type": "string", "pattern": NO_NUL}
+PRIORITY = {"anyOf": [{"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
+                      {"type": "string", "enum": list(PRIORITY_WORDS)}]}
+TASK_DATA = {"type": "object", "description": "the task type's fields, checked by its executor "
+             "(see the README); a bad one is a 400 naming the field"}
+SEED_000_TASK = {"type": "object", "required": ["type", "data"], "additionalProperties": False,
+                 "properties": {"task_id": IDENTIFIER, "type": {"enum": list(TASK_TYPES)},
+                                "data": TASK_DATA, "priority": PRIORITY, "description": TEXT}}
+SEED_004_TASK = {"type": "object", "required": ["algorithm", "parameters"],
+                 "additionalProperties": False,
+                 "properties": {"task_id": IDENTIFIER, "type": {"const": "simulation"},
+                                "algorithm": {"enum": list(KNOWN_ALGORITHMS)},
+                                "parameters": {**TASK_DATA, "description": "the simulation's "
+                                               "parameters (specs/particles.md)"},
+                                "priority": PRIORITY, "description": TEXT}}
+NEW_TASK = {"anyOf": [SEED_000_TASK, SEED_004_TASK]}
+SOURCE = {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_LENGTH, "pattern": NO_NUL,
+          "description": "where the tasks come from, e.g. a file name (default 'api')"}
+STRING_LIST = {"type": "array", "items": {"type": "string"}}
+TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_ESTIMATED_TOKENS}
 LEASE_BODY = {"type": "object", "required": ["worker_id"], "properties": {
     "worker_id": {"type": "string"}, "lease_token": {"type": "integer"}}}
 
@@ -28,9 +65,16 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": description}
+def _query(parameter: QueryInteger | QueryNumber) -> dict[str, Any]:
+    """A query parameter as described by the reader that checks it."""
+    return {"name": parameter.name, "in": "query", "required": False,
+            "schema": parameter.schema(), "description": parameter.description}
+
+
+def _query_list(name: str, items: dict[str, Any], description: str, **bounds: int) -> dict[str, Any]:
+    """A repeatable query parameter (``?id=a&id=b``)."""
+    return {"name": name, "in": "query", "required": False, "explode": True,
+            "schema": {"type": "array", "items": items, **bounds}, "description": description}
 
 
 def _operation(summary: str, *, body: dict[str, Any] | None = None,
@@ -55,16 +99,38 @@ def _required(**properties: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
-TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_ESTIMATED_TOKENS}
-IDENTIFIER = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+def _register_body() -> dict[str, Any]:
+    """A known worker type, or any type that lists the task types it runs."""
+    capabilities = {"type": "object", "properties": {
+        "task_types": STRING_LIST, "algorithms": STRING_LIST, "models": STRING_LIST}}
+    return {"type": "object", "required": ["worker_id", "worker_type"], "properties": {
+        "worker_id": IDENTIFIER,
+        "worker_type": {"type": "string", "minLength": 1, "maxLength": api.MAX_WORKER_TYPE_LENGTH},
+        "capabilities": capabilities,
+        "capacity": {"type": "integer", "minimum": 1, "maximum": api.MAX_CAPACITY}},
+        "anyOf": [{"properties": {"worker_type": {"enum": list(WORKER_TYPES)}}},
+                  {"required": ["capabilities"], "properties": {"capabilities": {
+                      "required": ["task_types"],
+                      "properties": {"task_types": {**STRING_LIST, "minItems": 1}}}}}]}
+
+
+def _submit_body() -> dict[str, Any]:
+    """One task, or a task file's document, either with an optional ``source``."""
+    document = {"type": "object", "required": ["tasks"], "additionalProperties": False,
+                "properties": {"metadata": OBJECT, "source": SOURCE,
+                               "tasks": {"type": "array", "minItems": 1, "items": NEW_TASK}}}
+    one_task = [{**shape, "properties": {**shape["properties"], "source": SOURCE}}
+                for shape in (SEED_000_TASK, SEED_004_TASK)]
+    return {"anyOf": [*one_task, document]}
+
+
 NAME = _path_param("name")
 BUDGET_PATHS: dict[str, dict[str, Any]] = {
     "/api/providers": {"get": _operation(
         "Every provider's shared budget: cooldown, limits and what remains of each")},
     "/api/providers/{name}": {"get": _operation(
         "One provider's budget, when a request fits and the tokens a worker may lease for",
-        statuses=(400, 401, 404), params=[NAME, _query(
-            "estimated_tokens", TOKENS, "the size of the request asked about (default 0)")])},
+        statuses=(400, 401, 404), params=[NAME, _query(budgets.ESTIMATED_TOKENS)])},
     "/api/providers/{name}/reserve": {"post": _operation(
         "Count one request against the shared budget if it fits now, else say when it will",
         statuses=(400, 401, 404), params=[NAME],
@@ -76,39 +142,34 @@ BUDGET_PATHS: dict[str, dict[str, Any]] = {
     "/api/providers/{name}/pause": {"post": _operation(
         "Rest the provider for every worker until an epoch time (after a 429 or daily quota)",
         statuses=(400, 401, 404), params=[NAME],
-        body=_required(until={"type": "number", "minimum": 0, "maximum": MAX_PAUSE_UNTIL}))},
+        body=_required(until={"type": "number", "minimum": 0,
+                              "maximum": budgets.MAX_PAUSE_UNTIL}))},
 }
 
-WAIT = _query("wait", {"type": "number", "minimum": 0, "maximum": 86400},
-              "hold the request up to this many seconds (long poll)")
+HEARTBEAT_TASKS = {"type": "object", "additionalProperties": {
+    "type": "object", "required": ["lease_token"],
+    "properties": {"lease_token": {"type": "integer"}, "progress": {"type": "number"}}}}
 
 PATHS: dict[str, dict[str, Any]] = {
     "/health": {"get": _operation("Liveness, live workers and pending tasks", statuses=())},
     "/openapi.json": {"get": _operation("This description")},
-    "/api/workers/register": {"post": _operation("Register a worker", body={
-        "type": "object", "required": ["worker_id", "worker_type"], "properties": {
-            "worker_id": {"type": "string"}, "worker_type": {"type": "string"},
-            "capabilities": OBJECT, "capacity": {"type": "integer", "minimum": 1}}})},
+    "/api/workers/register": {"post": _operation("Register a worker", body=_register_body())},
     "/api/workers/{worker_id}/heartbeat": {"post": _operation(
         "Sign of life; extends the worker's leases; returns revoked task ids",
         params=[_path_param("worker_id")], statuses=(400, 401, 404), body={
-            "type": "object", "properties": {"tasks": OBJECT, "info": OBJECT}})},
+            "type": "object", "properties": {"tasks": HEARTBEAT_TASKS, "info": OBJECT}})},
     "/api/workers/{worker_id}/tasks": {"get": _operation(
         "Lease the most urgent task this worker can run", statuses=(400, 401, 404),
-        params=[_path_param("worker_id"), WAIT,
-                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100},
-                       "lease up to this many tasks (answer also has 'tasks')"),
-                _query("types", {"type": "string"}, "comma-separated task types to accept"),
-                _query("max_tokens", {"type": "integer", "minimum": 0},
-                       "only tasks whose estimated tokens fit this budget")])},
+        params=[_path_param("worker_id"), _query(api.WAIT), _query(api.LEASE_LIMIT),
+                {"name": "types", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "comma-separated task types to accept"},
+                _query(api.LEASE_MAX_TOKENS)])},
     "/api/workers/{worker_id}/unregister": {"post": _operation(
         "Unregister; held tasks go back to the queue", params=[_path_param("worker_id")],
         statuses=(401, 404))},
     "/api/workers/list": {"get": _operation("Every worker, seed-000 words")},
     "/api/tasks/submit": {"post": _operation(
-        "Submit one task, or {'tasks': [...]} in either task-file format", body={
-            "oneOf": [NEW_TASK, {"type": "object", "required": ["tasks"], "properties": {
-                "metadata": OBJECT, "tasks": {"type": "array", "items": NEW_TASK}}}]})},
+        "Submit one task, or {'tasks': [...]} in either task-file format", body=_submit_body())},
     "/api/tasks/{task_id}/result": {"post": _operation(
         "Report a result; only the current lease is accepted (else 409)",
         params=[_path_param("task_id")], statuses=(400, 401, 404, 409), body={
@@ -128,19 +189,18 @@ PATHS: dict[str, dict[str, Any]] = {
         statuses=(401, 404, 409))},
     "/api/tasks/status/{task_id}": {"get": _operation(
         "A task's status, result and attempt history", statuses=(400, 401, 404),
-        params=[_path_param("task_id"), WAIT])},
+        params=[_path_param("task_id"), _query(api.WAIT)])},
     "/api/tasks": {"get": _operation("Newest tasks first, optionally only some ids or states",
                                      params=[
-        _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "how many"),
-        {**_query("id", {"type": "array", "items": {"type": "string"}, "maxItems": 500},
-                  "only these task ids (repeat the parameter)"), "explode": True},
-        {**_query("status", {"type": "array", "items": {"type": "string", "enum": [
-            "pending", "assigned", "completed", "failed", "cancelled"]}},
-                  "only tasks in these states (repeat the parameter)"), "explode": True}])},
+        _query(api.TASK_LIST_LIMIT),
+        _query_list("id", {"type": "string"}, "only these task ids (repeat the parameter)",
+                    maxItems=api.MAX_IDS_PER_LIST),
+        _query_list("status", {"type": "string", "enum": [status.value for status in TaskStatus]},
+                    "only tasks in these states (repeat the parameter)")])},
     "/api/stats": {"get": _operation("Counts of workers and tasks, success rate per worker")},
     "/stats": {"get": _operation("Seed-004 statistics with tasks_summary")},
-    "/tasks": {"get": _operation("Seed-004 task list (a JSON array)", params=[
-        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000000}, "how many")])},
+    "/tasks": {"get": _operation("Seed-004 task list (a JSON array)",
+                                 params=[_query(views.TASK_VIEW_LIMIT)])},
     "/workers": {"get": _operation("Seed-004 worker list (a JSON array)")},
     **BUDGET_PATHS,
 }
