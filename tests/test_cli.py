@@ -152,6 +152,19 @@ def test_submit_dash_reads_the_task_file_from_stdin(
     assert status["status"] == "pending"
 
 
+def test_submitted_tasks_are_recorded_with_the_name_of_their_file(
+        start_server: Callable[..., ServerProcess], project_folder: Path) -> None:
+    server = start_server()
+    first = write_json(project_folder, "first.json", {"tasks": [{**MUTATION, "task_id": "f1"}]})
+    second = write_json(project_folder, "second.json", SIMULATION_FILE)
+    result = elastic("submit", str(first), str(second), "--server", server.url, cwd=project_folder)
+    assert result.returncode == 0, result.stderr
+    assert "submitted 2" in result.stdout
+    listed = requests.get(f"{server.url}/api/tasks", timeout=10).json()["tasks"]
+    assert {task["task_id"]: task["source"] for task in listed} == {
+        "f1": "first.json", "sim_cli_001": "second.json"}
+
+
 def test_submitting_the_same_task_id_twice_creates_one_task(
         start_server: Callable[..., ServerProcess], project_folder: Path) -> None:
     server = start_server()

@@ -229,6 +229,16 @@ def test_submitting_a_known_task_id_again_is_idempotent(api: Api) -> None:
     assert api.store.count_tasks()["total"] == 2
 
 
+def test_a_submit_names_its_source_or_is_recorded_as_api(api: Api) -> None:
+    api.post("/api/tasks/submit", {**GENOME_TASK, "task_id": "plain"})
+    api.post("/api/tasks/submit", {"source": "batch.json", "tasks": [
+        {**GENOME_TASK, "task_id": "filed"}]})
+    refused = api.post("/api/tasks/submit", {**GENOME_TASK, "source": ""})
+    assert api.store.get_task("plain").source == "api"
+    assert api.store.get_task("filed").source == "batch.json"
+    assert refused.status_code == 400 and "'source'" in refused.json()["error"]
+
+
 def test_the_task_list_filters_by_id_and_state(api: Api) -> None:
     for task_id in ("a", "b", "c"):
         api.post("/api/tasks/submit", {**GENOME_TASK, "task_id": task_id})
