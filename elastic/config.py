@@ -80,13 +80,22 @@ def _whole(minimum: int) -> tuple[str, Callable[[Any], Any]]:
     return f"a whole number >= {minimum}", convert
 
 
-def _seconds(minimum: float) -> tuple[str, Callable[[Any], Any]]:
+def _quantity(unit: str, minimum: float) -> tuple[str, Callable[[Any], Any]]:
+    """A converter for a number of ``unit`` (seconds, megabytes...) of at least ``minimum``."""
     def convert(value: Any) -> float:
         number = float(value) if isinstance(value, str | int) and not isinstance(value, bool) else value
         if not isinstance(number, float) or not number >= minimum:
             raise ValueError
         return number
-    return f"a number of seconds >= {minimum}", convert
+    return f"a number of {unit} >= {minimum}", convert
+
+
+def _seconds(minimum: float) -> tuple[str, Callable[[Any], Any]]:
+    return _quantity("seconds", minimum)
+
+
+def _megabytes(minimum: float) -> tuple[str, Callable[[Any], Any]]:
+    return _quantity("megabytes", minimum)
 
 
 def _text(value: Any) -> str:
@@ -145,7 +154,7 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "server_threads": _whole(2),
     "max_wait_seconds": _seconds(0.0),
     "checkpoint_interval_seconds": _seconds(0.01),
-    "memory_limit_mb": _seconds(1.0),
+    "memory_limit_mb": _megabytes(1.0),
     "providers": ("tables [providers.<name>]", _providers),
 }
 

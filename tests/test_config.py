@@ -47,6 +47,7 @@ def test_the_seed_environment_names_are_honoured(tmp_path: Path) -> None:
     ("", {"WORKER_TIMEOUT": "soon"}, ["worker_timeout_seconds", "WORKER_TIMEOUT", "seconds"]),
     ("colour = 'red'\n", {}, ["colour", "known key"]),
     ("port = 99999\n", {}, ["port", "0..65535"]),
+    ("memory_limit_mb = 0.5\n", {}, ["memory_limit_mb", "megabytes >= 1.0"]),
     ("this is not toml", {}, ["valid TOML"]),
 ])
 def test_a_bad_value_names_the_key_its_source_and_what_is_wanted(

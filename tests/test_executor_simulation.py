@@ -57,9 +57,10 @@ def test_a_bad_parameter_is_named_with_its_key() -> None:
 
 def test_a_run_over_the_memory_limit_is_refused_naming_num_particles() -> None:
     executor = Simulation(memory_limit_mb=1.0)
+    task = executor.validate({"algorithm": "python",
+                              "parameters": {"num_particles": 20_000, "num_steps": 1}})
     with pytest.raises(InvalidTask) as caught:
-        executor.validate({"algorithm": "python",
-                           "parameters": {"num_particles": 20_000, "num_steps": 1}})
+        executor.run(task, recording_context()[0])
     assert caught.value.field == "parameters.num_particles"
     assert "20000 particles" in caught.value.message
     assert "limit of 1 MB" in caught.value.message

@@ -57,13 +57,15 @@ class Simulation:
                               field="algorithm")
         if "parameters" not in data:
             raise InvalidTask("is required (num_particles, num_steps, ...)", field="parameters")
-        task = SimulationTask(algorithm=algorithm,
+        return SimulationTask(algorithm=algorithm,
                               parameters=parse_simulation_params(data["parameters"]))
-        self.refuse_over_memory_limit(task)
-        return task
 
-    def refuse_over_memory_limit(self, task: SimulationTask) -> None:
-        """Raise ``InvalidTask`` if the run would need more than ``memory_limit_mb``."""
+    def _refuse_over_memory_limit(self, task: SimulationTask) -> None:
+        """Raise ``InvalidTask`` if the run would need more than ``memory_limit_mb``.
+
+        Checked where the task runs, against that worker's limit: at submit time the
+        orchestrator knows no worker's memory.
+        """
         needed_mb = estimate_memory_mb(task.parameters.num_particles, task.algorithm)
         if needed_mb > self.memory_limit_mb:
             raise InvalidTask(
@@ -75,10 +77,11 @@ class Simulation:
         """Simulate, reporting progress and checkpoints; resume from a matching checkpoint.
 
         Raises:
+            InvalidTask: the run would need more than ``memory_limit_mb``.
             TaskCancelled: from ``context`` at the next chunk after a cancel.
             UnavailableAlgorithm: the algorithm is not built on this machine.
         """
-        self.refuse_over_memory_limit(task)
+        self._refuse_over_memory_limit(task)
         context.check_cancelled()
         resume_from = context.resume_from
         if not is_checkpoint_of(resume_from, task.parameters, algorithm=task.algorithm):
