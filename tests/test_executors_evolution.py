@@ -12,17 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from elastic.errors import InvalidTask, TaskCancelled
+from elastic.evolution.llm_mode import conform_offspring, find_first_json_object
+from elastic.evolution.operators import CROSSOVER_METHODS, crossover_genomes, is_number, mutate_genome
 from elastic.executors.base import ExecutionContext
-from elastic.executors.evolution import (
-    CROSSOVER_METHODS,
-    Crossover,
-    Mutation,
-    conform_offspring,
-    crossover_genomes,
-    find_first_json_object,
-    is_number,
-    mutate_genome,
-)
+from elastic.executors.evolution import Crossover, Mutation
 
 keys = st.text(alphabet="abcdefgh", min_size=1, max_size=3)
 leaves = st.one_of(
