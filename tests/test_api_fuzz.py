@@ -229,6 +229,12 @@ def test_a_nul_character_in_a_string_field_is_no_server_error(
     assert answer.status_code in (200, 400), (answer.status_code, answer.text)
 
 
+def test_a_nul_character_in_a_listed_id_gets_400_not_a_server_error(live_url: str) -> None:
+    answer = requests.get(f"{live_url}/api/tasks", params={"id": ["ok", "nul\x00id"]}, timeout=10)
+    assert answer.status_code == 400, (answer.status_code, answer.text)
+    assert "'id'" in answer.json()["error"]
+
+
 def test_a_nul_character_in_a_path_id_gets_404_not_a_server_error(live_url: str) -> None:
     answer = requests.get(f"{live_url}/api/tasks/status/missing%00task", timeout=10)
     assert answer.status_code == 404, (answer.status_code, answer.text)

@@ -146,6 +146,8 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
         ids = bottle.request.query.getall("id")
         if len(ids) > MAX_IDS_PER_LIST:
             raise InvalidInput(f"query parameter 'id': at most {MAX_IDS_PER_LIST} ids per request")
+        if any("\x00" in task_id for task_id in ids):  # PostgreSQL text cannot hold one
+            raise InvalidInput("query parameter 'id': a task id has no NUL character")
         found = store.list_tasks(task_ids=ids or None, statuses=_statuses_asked(), limit=limit,
                                  newest_first=True)
         return {"tasks": [task_summary(task) for task in found], "total": len(found)}

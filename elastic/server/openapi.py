@@ -193,7 +193,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/tasks": {"get": _operation("Newest tasks first, optionally only some ids or states",
                                      params=[
         _query(api.TASK_LIST_LIMIT),
-        _query_list("id", {"type": "string"}, "only these task ids (repeat the parameter)",
+        _query_list("id", TEXT, "only these task ids (repeat the parameter)",
                     maxItems=api.MAX_IDS_PER_LIST),
         _query_list("status", {"type": "string", "enum": [status.value for status in TaskStatus]},
                     "only tasks in these states (repeat the parameter)")])},
