@@ -7,6 +7,7 @@ answer becomes the ``ElasticError`` of its status; a refused connection becomes
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 from urllib.parse import quote
@@ -18,12 +19,15 @@ from elastic.errors import (
     Conflict,
     ElasticError,
     InvalidInput,
+    InvalidTask,
     NotFound,
     ServerUnreachable,
     Unauthorized,
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:5000"
+WAIT_PATH = "/api/tasks/wait"
+MAX_IDS_PER_WAIT = 500  # task ids one POST /api/tasks/wait may name
 ERRORS_BY_STATUS: dict[int, type[ElasticError]] = {
     400: InvalidInput, 401: Unauthorized, 404: NotFound, 409: Conflict, 413: BodyTooLarge,
 }
@@ -95,12 +99,25 @@ class Transport:
 
 def error_from_response(response: requests.Response) -> ElasticError:
     """The ElasticError for an error answer, carrying the server's message."""
+    return error_from_answer(response.status_code, response.content, str(response.url))
+
+
+def error_from_answer(status_code: int, content: bytes, url: str) -> ElasticError:
+    """The ElasticError for an error answer's status and body.
+
+    A 400 whose body names the ``field`` (and task ``index``) becomes ``InvalidTask``.
+    """
     try:
-        message = response.json().get("error")
-    except (ValueError, AttributeError):
-        message = None
-    message = message or f"HTTP {response.status_code} from {response.url}"
-    error_class = ERRORS_BY_STATUS.get(response.status_code, ElasticError)
-    error = error_class(message)
-    error.http_status = response.status_code
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    message = body.get("error") or f"HTTP {status_code} from {url}"
+    if status_code == 400 and isinstance(body.get("field"), str):
+        index = body.get("index") if isinstance(body.get("index"), int) else None
+        error: ElasticError = InvalidTask(str(body.get("problem") or message),
+                                          field=body["field"], index=index)
+    else:
+        error = ERRORS_BY_STATUS.get(status_code, ElasticError)(message)
+    error.http_status = status_code
     return error

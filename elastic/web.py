@@ -24,6 +24,7 @@ from elastic.errors import (
     ConfigError,
     ElasticError,
     InvalidInput,
+    InvalidTask,
     NotFound,
     Unauthorized,
 )
@@ -90,7 +91,7 @@ class JsonPlugin:
                     raise NotFound("not found: a NUL character in the path")
                 body = callback(*args, **kwargs)
             except ElasticError as exc:
-                return error_response(exc.http_status, exc.message)
+                return error_response(exc.http_status, exc.message, **error_details(exc))
             except Exception:
                 log.exception("unexpected error on %s %s", bottle.request.method, bottle.request.path)
                 return error_response(500, "internal error; see the server log")
@@ -117,10 +118,17 @@ class JsonPlugin:
                                f"{self.max_body_bytes} bytes (max_body_bytes)")
 
 
-def error_response(status: int, message: str) -> bottle.HTTPResponse:
-    """A JSON error response."""
-    return bottle.HTTPResponse(json.dumps({"error": message}), status=status,
+def error_response(status: int, message: str, **details: Any) -> bottle.HTTPResponse:
+    """A JSON error response: ``{"error": message, **details}``."""
+    return bottle.HTTPResponse(json.dumps({"error": message, **details}), status=status,
                                headers={"Content-Type": "application/json"})
+
+
+def error_details(error: ElasticError) -> dict[str, Any]:
+    """What an error body carries besides its message: an invalid task's field, index and problem."""
+    if not isinstance(error, InvalidTask):
+        return {}
+    return {"field": error.field, "index": error.index, "problem": error.problem}
 
 
 def read_json(*, required: bool = True) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_SOURCE_LENGTH,
     Lease,
+    Requirement,
     Task,
     TaskStatus,
     Worker,
@@ -27,6 +28,7 @@ from elastic.tasks import (
     iso,
     whole_number,
 )
+from elastic.transport import MAX_IDS_PER_WAIT, WAIT_PATH
 from elastic.web import QueryInteger, QueryNumber, field_of, read_json
 from elastic.worker_types import WORKER_TYPES
 
@@ -131,8 +133,18 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.post("/api/tasks/<task_id>/cancel")
     def cancel(task_id: str) -> dict[str, Any]:
-        task = store.cancel_task(task_id)
+        body = read_json(required=False)
+        only_pending = field_of(body, "only_pending", bool, required=False, default=False)
+        task = store.cancel_task(task_id, only_pending=only_pending)
         return {"task_id": task.task_id, "status": task.status.value}
+
+    @app.post(WAIT_PATH)
+    def wait_for_tasks() -> dict[str, Any]:
+        body = read_json()
+        task_ids = _task_id_list(body)
+        wait = min(_seconds_field(body, "wait"), config.max_wait_seconds)
+        settled, unknown = _settled_with_wait(store, task_ids, wait=wait)
+        return {"tasks": settled, "unknown": unknown}
 
     @app.get("/api/tasks/status/<task_id>")
     def task_status(task_id: str) -> dict[str, Any]:
@@ -188,6 +200,25 @@ def _statuses_asked() -> list[TaskStatus] | None:
 def _wait_seconds(config: Config) -> float:
     """The ``?wait=`` of a long poll, capped at ``max_wait_seconds`` (asking more is no error)."""
     return min(WAIT.read(), config.max_wait_seconds)
+
+
+def _task_id_list(body: dict[str, Any]) -> list[str]:
+    """``body["task_ids"]``: 1..MAX_IDS_PER_WAIT strings, repeats dropped."""
+    task_ids = field_of(body, "task_ids", list)
+    if not task_ids or len(task_ids) > MAX_IDS_PER_WAIT:
+        raise InvalidInput(f"field 'task_ids': expected 1 to {MAX_IDS_PER_WAIT} task ids, "
+                           f"got {len(task_ids)}")
+    if not all(isinstance(task_id, str) and "\x00" not in task_id for task_id in task_ids):
+        raise InvalidInput("field 'task_ids': expected a list of strings without NUL")
+    return list(dict.fromkeys(task_ids))
+
+
+def _seconds_field(body: dict[str, Any], name: str) -> float:
+    """An optional number of seconds from 0 to a day (default 0)."""
+    value = field_of(body, name, (int, float), required=False, default=0.0)
+    if not 0 <= value <= 86_400:
+        raise InvalidInput(f"field '{name}': must be between 0 and 86400 seconds")
+    return float(value)
 
 
 def _identifier(body: dict[str, Any], name: str) -> str:
@@ -270,6 +301,38 @@ def _task_with_wait(store: Store, task_id: str, *, wait: float) -> Task:
         store.changes.wait_for_change(seen, remaining)
 
 
+def _settled_with_wait(store: Store, task_ids: list[str], *,
+                       wait: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """The tasks among ``task_ids`` that ended or that no live worker can run, and the ids
+    not found; now, or once there is one, holding the request up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        seen = store.changes.version
+        statuses = store.task_statuses(task_ids)
+        pending = [task_id for task_id, status in statuses.items() if status is TaskStatus.PENDING]
+        reasons = unservable_reasons(store, pending)
+        ended = [task_id for task_id, status in statuses.items() if status.is_final]
+        unknown = [task_id for task_id in task_ids if task_id not in statuses]
+        remaining = deadline - time.monotonic()
+        if ended or reasons or unknown or remaining <= 0:
+            settled = store.list_tasks(task_ids=[*ended, *reasons]) if ended or reasons else []
+            return [{**task_summary(task), "result": task.result,
+                     "unservable": reasons.get(task.task_id)} for task in settled], unknown
+        store.changes.wait_for_change(seen, remaining)
+
+
+def unservable_reasons(store: Store, task_ids: list[str]) -> dict[str, str]:
+    """Why no live worker can run each of these tasks that is pending (the others left out)."""
+    if not task_ids:
+        return {}
+    reasons = {work.requirement: work.reason for work in store.unservable_work()}
+    if not reasons:
+        return {}
+    waiting = store.list_tasks(task_ids=task_ids, statuses=[TaskStatus.PENDING])
+    return {task.task_id: reasons[need] for task in waiting
+            if (need := Requirement.of(task.type, task.data)) in reasons}
+
+
 def lease_payload(lease: Lease) -> dict[str, Any]:
     """What a worker receives for one leased task (the seed's fields first)."""
     task = lease.task
@@ -293,8 +356,10 @@ def task_status_payload(task: Task, store: Store) -> dict[str, Any]:
     history = [{"attempt": a.attempt, "worker_id": a.worker_id, "lease_token": a.lease_token,
                 "started_at": iso(a.started_at), "ended_at": iso(a.ended_at),
                 "outcome": a.outcome, "error": a.error} for a in store.task_attempts(task.task_id)]
+    unservable = unservable_reasons(store, [task.task_id]).get(task.task_id)
     return {**task_summary(task), "result": task.result, "data": task.data,
-            "execution_time": task.execution_time_s, "history": history}
+            "execution_time": task.execution_time_s, "history": history,
+            "unservable": unservable}
 
 
 def worker_payload(worker: Worker) -> dict[str, Any]:

@@ -184,9 +184,18 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/tasks/{task_id}/release": {"post": _operation(
         "Hand a leased task back unfinished", params=[_path_param("task_id")],
         statuses=(400, 401, 404, 409), body=LEASE_BODY)},
-    "/api/tasks/{task_id}/cancel": {"post": _operation(
-        "Cancel a pending or running task", params=[_path_param("task_id")],
-        statuses=(401, 404, 409))},
+    "/api/tasks/{task_id}/cancel": {"post": {**_operation(
+        "Cancel a pending or running task (only a pending one with only_pending)",
+        params=[_path_param("task_id")], statuses=(400, 401, 404, 409)),
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"only_pending": {"type": "boolean"}}}}}}}},
+    api.WAIT_PATH: {"post": _operation(
+        f"Wait for any of up to {api.MAX_IDS_PER_WAIT} tasks: answers those that ended or that "
+        "no live worker can run (with the reason), as soon as there is one or after 'wait' s",
+        body={"type": "object", "required": ["task_ids"], "properties": {
+            "task_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                         "maxItems": api.MAX_IDS_PER_WAIT},
+            "wait": {"type": "number", "minimum": 0, "maximum": 86400}}})},
     "/api/tasks/status/{task_id}": {"get": _operation(
         "A task's status, result and attempt history", statuses=(400, 401, 404),
         params=[_path_param("task_id"), _query(api.WAIT)])},

@@ -479,11 +479,17 @@ class Store:
 
         return self._write_transaction(transaction, notify=True)
 
-    def cancel_task(self, task_id: str, *, now: float | None = None) -> Task:
+    def cancel_task(self, task_id: str, *, only_pending: bool = False,
+                    now: float | None = None) -> Task:
         """Cancel a pending or running task; cancelling a cancelled task is a no-op.
 
+        Args:
+            only_pending: cancel only a task no worker holds (a client withdrawing it
+                to run it itself); a running or ended one is left as it is.
+
         Raises:
-            WrongState: the task already completed or failed (409).
+            WrongState: the task already completed or failed, or (``only_pending``)
+                is not pending (409).
         """
         now = self._now(now)
 
@@ -491,6 +497,8 @@ class Store:
             task = self._load_task(conn, task_id)
             if task.status is TaskStatus.CANCELLED:
                 return task
+            if only_pending and task.status is not TaskStatus.PENDING:
+                raise WrongState(f"task {task_id!r} is {task.status.value}, not pending")
             if not can_transition(task.status, TaskStatus.CANCELLED):
                 raise WrongState(f"task {task_id!r} already {task.status.value}")
             if task.status is TaskStatus.ASSIGNED:
@@ -584,6 +592,12 @@ class Store:
         query = query.order_by(order).limit(limit)
         with self._read() as conn:
             return [Task.from_row(row) for row in conn.execute(query).mappings()]
+
+    def task_statuses(self, task_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """The status of each of ``task_ids`` that exists (a light read for waiters)."""
+        query = select(tasks.c.task_id, tasks.c.status).where(tasks.c.task_id.in_(list(task_ids)))
+        with self._read() as conn:
+            return {row.task_id: TaskStatus(row.status) for row in conn.execute(query)}
 
     def task_attempts(self, task_id: str) -> list[Attempt]:
         """Every lease of a task, oldest first."""
