@@ -136,3 +136,37 @@ class ConfigError(ElasticError):
         self.key, self.source, self.wanted = key, source, wanted
         shown = "" if value is None else f" = {value!r}"
         super().__init__(f"config: {key}{shown} (from {source}): wanted {wanted}")
+
+
+class AnswerLost(ServerUnreachable):
+    """The request reached the orchestrator but no answer came back: it may have acted on it."""
+
+
+class TaskFailed(ElasticError):
+    """The task failed; ``error`` says why and ``status`` is the orchestrator's record of it."""
+
+    def __init__(self, task_id: str, error: str | None, status: dict[str, object]) -> None:
+        self.task_id = task_id
+        self.error = error
+        self.status = dict(status)
+        super().__init__(f"task {task_id} failed: {error or 'no error message'}")
+
+
+class NoWorkerCanRun(ElasticError):
+    """No live worker can run the task: none offers its type, algorithm or model."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id} cannot run: {reason}; it stays queued until such a "
+                         "worker is online")
+
+
+class TaskHeld(ElasticError):
+    """The task is held: it will not finish by itself (its attempts crashed workers, or a retry
+    cannot fix its error) until someone releases or cancels it."""
+
+    def __init__(self, task_id: str, reason: str | None) -> None:
+        self.task_id = task_id
+        self.reason = reason
+        super().__init__(f"task {task_id} is held: {reason or 'no reason given'}")

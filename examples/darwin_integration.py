@@ -20,7 +20,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from elastic.client import DistributedEvolutionAdapter
+from elastic import DistributedEvolutionAdapter
+from elastic.client import EvolutionResult
 from elastic.errors import ElasticError
 
 TARGET = {"learning_rate": 0.01, "layers": 4, "dropout": 0.2, "use_bias": True}
@@ -59,19 +60,19 @@ class Darwin:
                 population[i].genome, population[i + 1].genome,
                 method="blend", seed=self.rng.randrange(2**31), bounds=BOUNDS)
             self.report("crossover", outcome)
-            offspring.append(Agent(outcome["genome"]))
+            offspring.append(Agent(outcome.genome))
         for agent in offspring:
             outcome = self.adapter.mutate_result(
                 agent.genome, mutation_rate=0.3, seed=self.rng.randrange(2**31), bounds=BOUNDS)
             self.report("mutation", outcome)
-            agent.genome = outcome["genome"]
+            agent.genome = outcome.genome
         return offspring
 
-    def report(self, operation: str, outcome: dict[str, Any]) -> None:
+    def report(self, operation: str, outcome: EvolutionResult) -> None:
         """Print where one operation ran, and count it."""
-        where = "locally" if outcome["ran"] == "local" else "on the orchestrator"
+        where = "locally" if outcome.ran == "local" else "on the orchestrator"
         self.where[where] += 1
-        why = f" ({outcome['reason']})" if outcome["reason"] else ""
+        why = f" ({outcome.reason})" if outcome.reason else ""
         print(f"  {operation:<9} ran {where}{why}")
 
 

@@ -1,7 +1,8 @@
-"""The client with no orchestrator listening: local fallback, errors, defaults."""
+"""The clients with no orchestrator listening: local fallback, errors, defaults."""
 
 from __future__ import annotations
 
+import asyncio
 import runpy
 import socket
 from dataclasses import dataclass, field
@@ -12,10 +13,12 @@ import pytest
 
 from elastic import client as client_module
 from elastic.client import (
+    AsyncClient,
     Client,
     D8DistributedClient,
     DistributedEvolutionAdapter,
     EvolutionAdapter,
+    EvolutionResult,
 )
 from elastic.errors import InvalidTask, ServerUnreachable
 from elastic.executors.evolution import Crossover, Mutation
@@ -53,12 +56,14 @@ class LocalProvider:
 def test_adapter_crossover_runs_locally_with_the_same_operator(dead_server):
     adapter = EvolutionAdapter(dead_server, timeout=5)
     outcome = adapter.crossover_result(PARENT1, PARENT2, seed=11, method="blend")
-    assert outcome["ran"] == "local"
-    assert "cannot reach the orchestrator" in outcome["reason"]
+    assert outcome.ran == "local"
+    assert outcome.reason and "cannot reach the orchestrator" in outcome.reason
     expected = Crossover().run_operator(Crossover().validate(
         {"genome1": PARENT1, "genome2": PARENT2, "seed": 11, "method": "blend"}))
-    assert outcome["genome"] == expected["genome"]
-    assert outcome["task_id"] is None
+    assert outcome.genome == expected["genome"]
+    assert outcome.task_id is None
+    assert outcome.to_dict() == {**expected, "ran": "local", "reason": outcome.reason,
+                                 "task_id": None}
 
 
 def test_seed_darwin_calls_return_genomes_when_the_orchestrator_is_down(dead_server):
@@ -73,11 +78,11 @@ def test_seed_darwin_calls_return_genomes_when_the_orchestrator_is_down(dead_ser
 def test_adapter_mutate_runs_locally_with_the_same_operator(dead_server):
     outcome = EvolutionAdapter(dead_server).mutate_result(
         PARENT1, 1.0, seed=3, bounds={"param1": [0.0, 1.0]})
-    assert outcome["ran"] == "local"
+    assert outcome.ran == "local"
     expected = Mutation().run_operator(Mutation().validate(
         {"genome": PARENT1, "mutation_rate": 1.0, "seed": 3, "bounds": {"param1": [0, 1]}}))
-    assert outcome["genome"] == expected["genome"]
-    assert 0.0 <= outcome["genome"]["param1"] <= 1.0
+    assert outcome.genome == expected["genome"]
+    assert 0.0 <= outcome.genome["param1"] <= 1.0
 
 
 def test_without_local_fallback_the_adapter_raises_server_unreachable(dead_server):
@@ -96,12 +101,12 @@ def test_after_one_refusal_the_orchestrator_is_not_asked_again_for_a_while(dead_
     client = Client(dead_server, recheck_after_seconds=60)
     adapter = EvolutionAdapter(client)
     adapter.crossover(PARENT1, PARENT2)
-    calls = []
-    client.transport.session.request = lambda *args, **kwargs: calls.append(args)
+    sent: list[object] = []
+    client.http.event_hooks["request"].append(sent.append)
     outcome = adapter.crossover_result(PARENT1, PARENT2)
-    assert outcome["ran"] == "local"
-    assert "not asking it again for 60 s" in outcome["reason"]
-    assert calls == []
+    assert outcome.ran == "local"
+    assert outcome.reason and "not asking it again for 60 s" in outcome.reason
+    assert sent == []
 
 
 def test_agent_action_without_a_local_provider_raises_server_unreachable(dead_server):
@@ -133,9 +138,10 @@ def test_llm_mode_crossover_runs_locally_on_the_local_provider(dead_server):
     provider = LocalProvider('{"param1": 0.7, "param2": 125}')
     adapter = EvolutionAdapter(Client(dead_server, local_provider=provider))
     outcome = adapter.crossover_result(PARENT1, PARENT2, mode="llm")
-    assert outcome["ran"] == "local"
-    assert outcome["genome"] == {"param1": 0.7, "param2": 125}
-    assert outcome["result"]["mode_used"] == "llm"
+    assert outcome.ran == "local"
+    assert outcome.genome == {"param1": 0.7, "param2": 125}
+    assert outcome.mode_used == "llm"
+    assert outcome.tokens_used == 7
 
 
 def test_plain_calls_raise_server_unreachable_quickly(dead_server):
@@ -151,9 +157,10 @@ def test_server_and_token_default_to_the_environment(monkeypatch):
     monkeypatch.setenv("ELASTIC_TOKEN", "s3cret")
     client = Client()
     assert client.server == "http://127.0.0.1:5999"
-    assert client.transport.session.headers["Authorization"] == "Bearer s3cret"
-    explicit = Client("http://127.0.0.1:6000", token="other")
-    assert explicit.transport.session.headers["Authorization"] == "Bearer other"
+    assert client.http.headers["Authorization"] == "Bearer s3cret"
+    explicit = AsyncClient("http://127.0.0.1:6000", token="other")
+    assert explicit.server == "http://127.0.0.1:6000"
+    assert explicit.http.headers["Authorization"] == "Bearer other"
 
 
 def test_without_a_token_no_authorization_header_is_sent(monkeypatch):
@@ -161,7 +168,7 @@ def test_without_a_token_no_authorization_header_is_sent(monkeypatch):
     monkeypatch.delenv("ELASTIC_SERVER", raising=False)
     client = Client()
     assert client.server == client_module.DEFAULT_SERVER
-    assert "Authorization" not in client.transport.session.headers
+    assert "Authorization" not in client.http.headers
 
 
 def test_submit_many_checks_each_task_has_a_type_before_sending(dead_server):
@@ -180,3 +187,22 @@ def test_the_darwin_example_runs_with_the_orchestrator_down(dead_server, capsys)
     assert "crossover ran locally" in printed
     assert "mutation  ran locally" in printed
     assert "on the orchestrator" not in printed
+
+
+def test_the_async_client_falls_back_and_fails_like_the_blocking_one(dead_server):
+    async def calls() -> EvolutionResult:
+        async with AsyncClient(dead_server, timeout=2) as client:
+            with pytest.raises(ServerUnreachable, match=r"127\.0\.0\.1"):
+                await client.health()
+            with pytest.raises(ServerUnreachable, match="local_provider"):
+                await client.agent_action([{"role": "user", "content": "hello"}])
+            result = await client.run("evolution_mutation",
+                                      {"genome": PARENT1, "mutation_rate": 1.0, "seed": 3})
+            assert isinstance(result, EvolutionResult)
+            return result
+
+    result = asyncio.run(calls())
+    assert result.ran == "local"
+    expected = Mutation().run_operator(Mutation().validate(
+        {"genome": PARENT1, "mutation_rate": 1.0, "seed": 3}))
+    assert result.genome == expected["genome"]

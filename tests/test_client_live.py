@@ -2,144 +2,160 @@
 
 ``live_server`` (tests/conftest.py) is the base URL of a real orchestrator on
 loopback with an ``evolution`` worker connected; ``start_server`` starts one with
-no worker. Tasks that must stay pending are LLM tasks asking for a model no
-worker offers. Each test starts its own server and worker (about 2.5 s), so
-related checks share a test.
+no worker. A task that must stay leased or pending without a real worker taking it
+goes to a ``HandmadeWorker``. Each test starts its own server and worker (about
+2.5 s), so related checks share a test.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import time
 import uuid
-from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
+import requests
+from handmade_worker import HandmadeWorker
 
-from elastic.client import Client, EvolutionAdapter
-from elastic.errors import (
-    Conflict,
-    InvalidInput,
+from elastic.client import (
+    Client,
+    EvolutionAdapter,
+    EvolutionResult,
+    InvalidTask,
+    NoWorkerCanRun,
     TaskCancelled,
-    TaskNotFound,
     TaskTimeout,
 )
+from elastic.errors import Conflict, TaskNotFound
+from elastic.executors.evolution import Mutation
+from elastic.transport import WAIT_PATH
 
 PARENT1 = {"param1": 0.8, "param2": 100}
 PARENT2 = {"param1": 0.6, "param2": 150}
 UNSERVED_MODEL = "elastic-test-model-no-worker-offers"
+SERVED_MODEL = "elastic-test-model-an-idle-worker-offers"
 MESSAGES = [{"role": "user", "content": "stay pending"}]
 
 
-@pytest.fixture
-def client(live_server: str) -> Iterator[Client]:
-    """A client of the live orchestrator that never runs anything locally."""
-    with Client(live_server, local_fallback=False) as live_client:
-        yield live_client
+def record_requests(client: Client) -> list[httpx.Request]:
+    """Every request ``client`` sends from now on (httpx's request hook)."""
+    sent: list[httpx.Request] = []
+    client.http.event_hooks["request"].append(sent.append)
+    return sent
 
 
-@pytest.fixture
-def pending_task(client: Client) -> Iterator[str]:
-    """The id of a task no worker can take; cancelled afterwards."""
-    task_id = client.agent_action(MESSAGES, model=UNSERVED_MODEL, wait=False, priority=1)
-    yield task_id
-    with contextlib.suppress(Conflict):
-        client.cancel(task_id)
-
-
-def test_tasks_run_on_the_orchestrator_and_say_so(client, live_server):
-    task_id = client.submit("evolution_crossover",
-                            {"genome1": PARENT1, "genome2": PARENT2, "seed": 4}, priority=7)
-    result = client.wait(task_id, timeout=30)
-    assert result["success"] is True
-    assert set(result["genome"]) == {"param1", "param2"}
-
-    status = client.status(task_id)
-    assert (status["task_id"], status["status"]) == (task_id, "completed")
-    assert status["result"]["genome"] == result["genome"]
-    with pytest.raises(Conflict):
-        client.cancel(task_id)
-
-    ran = client.run("evolution_mutation", {"genome": PARENT1, "mutation_rate": 0.5},
-                     timeout=30)
-    assert (ran["ran"], ran["reason"]) == ("orchestrator", None)
-    assert ran["task_id"]
-
+def test_tasks_run_on_the_orchestrator_and_say_so(live_server):
+    with Client(live_server, local_fallback=False) as client:
+        sent = record_requests(client)
+        task_id = client.submit("evolution_crossover",
+                                {"genome1": PARENT1, "genome2": PARENT2, "seed": 4}, priority=7)
+        result = client.wait(task_id, timeout=30)
+        waits = [request for request in sent if request.url.path == WAIT_PATH]
+        assert 1 <= len(waits) <= 3, "one long poll, not a polling loop"
+        assert all(b'"wait": 0' not in request.content for request in waits)
+        assert isinstance(result, EvolutionResult)
+        assert (result.task_id, result.ran, result.reason) == (task_id, "orchestrator", None)
+        assert set(result.genome) == {"param1", "param2"}
+        status = client.status(task_id)
+        assert (status["status"], status["unservable"]) == ("completed", None)
+        assert status["result"]["genome"] == result.genome == result.to_dict()["genome"]
+        assert client._wait_for_result(task_id)["task_id"] == task_id
+        with pytest.raises(Conflict):
+            client.cancel(task_id)
+        ran = client.run("evolution_mutation", {"genome": PARENT1, "mutation_rate": 0.5},
+                         timeout=30)
+        assert ran.ran == "orchestrator" and ran.task_id
     outcome = EvolutionAdapter(live_server, timeout=30).crossover_result(PARENT1, PARENT2)
-    assert outcome["ran"] == "orchestrator"
-    assert set(outcome["genome"]) == {"param1", "param2"}
+    assert outcome.ran == "orchestrator"
 
 
-def test_many_tasks_are_submitted_at_once_then_each_waited_for(client):
-    own_id = f"client-live-{uuid.uuid4()}"
-    task_ids = client.submit_many([
-        {"type": "evolution_mutation", "data": {"genome": PARENT1, "mutation_rate": 0.3}},
-        {"type": "evolution_crossover", "data": {"genome1": PARENT1, "genome2": PARENT2},
-         "priority": 8, "task_id": own_id},
-    ])
-    assert len(task_ids) == 2
-    assert task_ids[1] == own_id
-    data = {"genome": PARENT1, "mutation_rate": 0.2}
-    task_ids += [client.submit("evolution_mutation", data) for _ in range(3)]
-    results = [client._wait_for_result(task_id, timeout=30) for task_id in task_ids]
-    assert all(result["success"] for result in results)
+def test_a_population_goes_in_one_request_and_comes_back_as_it_completes(live_server):
+    population = [{"genome": PARENT1, "mutation_rate": 0.5, "seed": seed} for seed in range(40)]
+    expected = [Mutation().run_operator(Mutation().validate(data))["genome"]
+                for data in population]
+    with Client(live_server, local_fallback=False) as client:
+        sent = record_requests(client)
+        in_order = list(client.map("evolution_mutation", population, ordered=True, timeout=60))
+        assert [result.genome for result in in_order] == expected
+        submits = [r for r in sent if r.url.path == "/api/tasks/submit"]
+        assert len(submits) == 1
+
+        task_ids = client.submit_many([{"type": "evolution_mutation", "data": data}
+                                       for data in population[:5]])
+        cancelled = client.submit("agent_action", {"messages": MESSAGES, "model": UNSERVED_MODEL})
+        client.cancel(cancelled)
+        outcomes = list(client.as_completed([*task_ids, cancelled], timeout=60,
+                                            return_exceptions=True))
+        assert {o.task_id for o in outcomes if isinstance(o, EvolutionResult)} == set(task_ids)
+        assert [type(o) for o in outcomes].count(TaskCancelled) == 1
 
 
-def test_wait_long_polls_instead_of_sleeping(client):
-    sent: list[dict[str, Any]] = []
-    real_request = client.transport.session.request
+def test_a_task_no_live_worker_can_run_fails_at_once_one_that_waits_times_out(live_server):
+    HandmadeWorker.register(live_server, "idle-llm", task_types=["agent_action"],
+                            models=[SERVED_MODEL])
+    with Client(live_server, local_fallback=False) as client:
+        started = time.monotonic()
+        with pytest.raises(NoWorkerCanRun, match=UNSERVED_MODEL) as caught:
+            client.agent_action(MESSAGES, model=UNSERVED_MODEL, timeout=60)
+        assert time.monotonic() - started < 10
+        assert "no live worker offers model" in caught.value.reason
+        task_id = caught.value.task_id
+        status = client.status(task_id)
+        assert status["status"] == "pending"
+        assert status["unservable"] == caught.value.reason
+        with pytest.raises(NoWorkerCanRun, match="no live worker runs simulation tasks"):
+            client.run("simulation", {"algorithm": "python", "parameters": {
+                "num_particles": 100, "num_steps": 1}}, timeout=60)
 
-    def recording_request(method: str, url: str, **kwargs: Any) -> Any:
-        sent.append({"url": url, "params": kwargs.get("params")})
-        return real_request(method, url, **kwargs)
-
-    client.transport.session.request = recording_request
-    task_id = client.submit("evolution_mutation", {"genome": PARENT1, "mutation_rate": 0.1})
-    client.wait(task_id, timeout=30)
-    polls = [call for call in sent if "/api/tasks/status/" in call["url"]]
-    assert polls
-    assert all(float(call["params"]["wait"]) > 0 for call in polls)
-    assert len(polls) <= 5
-
-
-def test_a_pending_task_times_out_then_is_cancelled(client, pending_task):
-    assert isinstance(pending_task, str)
-    assert client.status(pending_task)["status"] == "pending"
-
-    started = time.monotonic()
-    with pytest.raises(TaskTimeout, match=pending_task):
-        client.wait(pending_task, timeout=0.5)
-    assert time.monotonic() - started < 5
-
-    client.cancel(pending_task)
-    assert client.status(pending_task)["status"] == "cancelled"
-    with pytest.raises(TaskCancelled, match=pending_task):
-        client.wait(pending_task, timeout=5)
+        waiting = client.execute_agent_action(MESSAGES, model=SERVED_MODEL, wait_for_result=False)
+        started = time.monotonic()
+        with pytest.raises(TaskTimeout, match=waiting["task_id"]):
+            client.wait(waiting["task_id"], timeout=0.5)
+        assert time.monotonic() - started < 5
+        client.cancel(waiting["task_id"])
+        with pytest.raises(TaskCancelled, match=waiting["task_id"]):
+            client.wait(waiting["task_id"], timeout=5)
 
 
-def test_server_errors_arrive_as_elastic_errors(client):
+def test_server_errors_arrive_as_elastic_errors(start_server):
     unknown = f"no-such-task-{uuid.uuid4()}"
-    with pytest.raises(TaskNotFound):
-        client.status(unknown)
-    with pytest.raises(TaskNotFound):
-        client.wait(unknown, timeout=1)
-    with pytest.raises(TaskNotFound):
-        client.cancel(unknown)
-    with pytest.raises(InvalidInput, match="genome1"):
-        client.submit("evolution_crossover", {"genome1": [1, 2], "genome2": PARENT2})
-    assert client.health()["status"]
-    assert isinstance(client.stats(), dict)
-    assert client.workers()
+    with Client(start_server().url, local_fallback=False) as client:
+        for call in (client.status, client.wait, client.cancel,
+                     lambda task_id: list(client.as_completed([task_id]))):
+            with pytest.raises(TaskNotFound):
+                call(unknown)
+        with pytest.raises(InvalidTask) as caught:
+            client.submit("evolution_crossover", {"genome1": [1, 2], "genome2": PARENT2})
+        assert (caught.value.field, caught.value.index) == ("tasks[0].data.genome1", 0)
+        assert client.health()["status"]
+        assert isinstance(client.stats(), dict)
+        assert client.workers() == []
 
 
-def test_an_evolution_task_that_times_out_runs_locally_and_is_cancelled_there(start_server):
+def test_an_evolution_task_no_worker_can_run_is_withdrawn_then_run_locally(start_server):
     idle_server = start_server()
-    adapter = EvolutionAdapter(idle_server.url, timeout=0.5)
+    adapter = EvolutionAdapter(idle_server.url, timeout=30)
     outcome = adapter.crossover_result(PARENT1, PARENT2, seed=2)
-    assert outcome["ran"] == "local"
-    assert set(outcome["genome"]) == {"param1", "param2"}
-    abandoned = re.search(r"task (\S+) did not end", outcome["reason"])
-    assert abandoned, outcome["reason"]
-    assert adapter.client.status(abandoned.group(1))["status"] == "cancelled"
+    assert outcome.ran == "local"
+    assert set(outcome.genome) == {"param1", "param2"}
+    assert outcome.reason and "withdrawn from the orchestrator" in outcome.reason
+    [task] = requests.get(f"{idle_server.url}/api/tasks", timeout=5).json()["tasks"]
+    assert task["task_id"] in outcome.reason
+    assert task["status"] == "cancelled"
+
+
+def test_a_task_a_worker_holds_is_not_run_locally_after_a_timeout(start_server):
+    server = start_server()
+    worker = HandmadeWorker.register(server.url, "slow-evolution",
+                                     task_types=["evolution_mutation"])
+    with ThreadPoolExecutor(1) as pool, Client(server.url) as client:
+        leased = pool.submit(worker.lease)
+        with pytest.raises(TaskTimeout, match="runs on the orchestrator, so it is not run here"):
+            client.run("evolution_mutation", {"genome": PARENT1, "mutation_rate": 0.5}, timeout=1)
+        task: dict[str, Any] = leased.result()
+        worker.report(task, {"success": True, "genome": {"from": "the worker"}})
+        result = client.wait(task["task_id"], timeout=10)
+    assert isinstance(result, EvolutionResult)
+    assert (result.ran, result.genome) == ("orchestrator", {"from": "the worker"})
