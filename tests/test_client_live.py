@@ -67,8 +67,8 @@ def test_tasks_run_on_the_orchestrator_and_say_so(live_server):
         ran = client.run("evolution_mutation", {"genome": PARENT1, "mutation_rate": 0.5},
                          timeout=30)
         assert ran.ran == "orchestrator" and ran.task_id
-    outcome = EvolutionAdapter(live_server, timeout=30).crossover_result(PARENT1, PARENT2)
-    assert outcome.ran == "orchestrator"
+    with EvolutionAdapter(live_server, timeout=30) as adapter:
+        assert adapter.crossover_result(PARENT1, PARENT2).ran == "orchestrator"
 
 
 def test_a_population_goes_in_one_request_and_comes_back_as_it_completes(live_server):
@@ -100,12 +100,12 @@ def test_a_task_no_live_worker_can_run_fails_at_once_one_that_waits_times_out(li
         with pytest.raises(NoWorkerCanRun, match=UNSERVED_MODEL) as caught:
             client.agent_action(MESSAGES, model=UNSERVED_MODEL, timeout=60)
         assert time.monotonic() - started < 10
-        assert "no live worker offers model" in caught.value.reason
+        assert "no online worker offers model" in caught.value.reason
         task_id = caught.value.task_id
         status = client.status(task_id)
         assert status["status"] == "pending"
         assert status["unservable"] == caught.value.reason
-        with pytest.raises(NoWorkerCanRun, match="no live worker runs simulation tasks"):
+        with pytest.raises(NoWorkerCanRun, match="no online worker runs simulation tasks"):
             client.run("simulation", {"algorithm": "python", "parameters": {
                 "num_particles": 100, "num_steps": 1}}, timeout=60)
 
@@ -136,8 +136,8 @@ def test_server_errors_arrive_as_elastic_errors(start_server):
 
 def test_an_evolution_task_no_worker_can_run_is_withdrawn_then_run_locally(start_server):
     idle_server = start_server()
-    adapter = EvolutionAdapter(idle_server.url, timeout=30)
-    outcome = adapter.crossover_result(PARENT1, PARENT2, seed=2)
+    with EvolutionAdapter(idle_server.url, timeout=30) as adapter:
+        outcome = adapter.crossover_result(PARENT1, PARENT2, seed=2)
     assert outcome.ran == "local"
     assert set(outcome.genome) == {"param1", "param2"}
     assert outcome.reason and "withdrawn from the orchestrator" in outcome.reason

@@ -42,6 +42,16 @@ class EvolutionAdapter:
     def __repr__(self) -> str:
         return f"EvolutionAdapter({self.client.server!r})"
 
+    def __enter__(self) -> EvolutionAdapter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client's HTTP connections (a client passed in is closed too)."""
+        self.client.close()
+
     def crossover(self, genome1: Mapping[str, Any], genome2: Mapping[str, Any], *,
                   method: str | None = None, seed: int | None = None, mode: str | None = None,
                   bounds: Mapping[str, Sequence[float]] | None = None, alpha: float | None = None,
