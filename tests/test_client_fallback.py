@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import runpy
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from elastic.client import (
 from elastic.errors import InvalidTask, ServerUnreachable
 from elastic.executors.evolution import Crossover, Mutation
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 PARENT1 = {"param1": 0.8, "param2": 100}
 PARENT2 = {"param1": 0.6, "param2": 150}
 
@@ -206,3 +210,20 @@ def test_the_async_client_falls_back_and_fails_like_the_blocking_one(dead_server
     expected = Mutation().run_operator(Mutation().validate(
         {"genome": PARENT1, "mutation_rate": 1.0, "seed": 3}))
     assert result.genome == expected["genome"]
+
+
+def test_the_readme_shim_makes_the_seeds_import_line_work(tmp_path):
+    shim = re.search(r"```python\n(# app/distributed_integration\.py.*?)```",
+                     README.read_text(encoding="utf-8"), re.S)
+    assert shim, "README.md shows no app/distributed_integration.py shim"
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__init__.py").write_text("")
+    (tmp_path / "app" / "distributed_integration.py").write_text(shim.group(1))
+    seed_line = ("from app.distributed_integration import D8DistributedClient, "
+                 "DistributedEvolutionAdapter\n"
+                 "import elastic\n"
+                 "assert D8DistributedClient is elastic.Client\n"
+                 "assert DistributedEvolutionAdapter is elastic.EvolutionAdapter\n")
+    ran = subprocess.run([sys.executable, "-c", seed_line], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr

@@ -9,9 +9,12 @@ goes to a ``HandmadeWorker``. Each test starts its own server and worker (about
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -37,6 +40,7 @@ PARENT2 = {"param1": 0.6, "param2": 150}
 UNSERVED_MODEL = "elastic-test-model-no-worker-offers"
 SERVED_MODEL = "elastic-test-model-an-idle-worker-offers"
 MESSAGES = [{"role": "user", "content": "stay pending"}]
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def record_requests(client: Client) -> list[httpx.Request]:
@@ -159,3 +163,13 @@ def test_a_task_a_worker_holds_is_not_run_locally_after_a_timeout(start_server):
         result = client.wait(task["task_id"], timeout=10)
     assert isinstance(result, EvolutionResult)
     assert (result.ran, result.genome) == ("orchestrator", {"from": "the worker"})
+
+
+@pytest.mark.parametrize("example", ["evolution_map.py", "evolution_async.py"])
+def test_the_evolution_examples_run_against_a_live_orchestrator(live_server, example, tmp_path):
+    ran = subprocess.run([sys.executable, str(EXAMPLES / example), "--server", live_server,
+                          "--population", "40", "--generations", "2"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.count("best fitness") == 2
+    assert "best genome" in ran.stdout

@@ -122,6 +122,16 @@ class AsyncClient(ClientBase):
                 task_type, items, priority=priority, timeout=timeout, ordered=ordered)):
             yield value
 
+    @overload
+    async def run(self, task_type: EvolutionType, data: Mapping[str, Any], priority: int = ...,
+                  timeout: float | None = ..., *, local_fallback: bool | None = ...
+                  ) -> EvolutionResult: ...
+
+    @overload
+    async def run(self, task_type: str, data: Mapping[str, Any], priority: int = ...,
+                  timeout: float | None = ..., *,
+                  local_fallback: bool | None = ...) -> TaskResult: ...
+
     async def run(self, task_type: str, data: Mapping[str, Any],
                   priority: int = DEFAULT_PRIORITY, timeout: float | None = DEFAULT_WAIT_SECONDS,
                   *, local_fallback: bool | None = None) -> TaskResult:

@@ -126,6 +126,15 @@ class Client(ClientBase):
                                     for data in items)
         return self.as_completed(task_ids, timeout=timeout, ordered=ordered)
 
+    @overload
+    def run(self, task_type: EvolutionType, data: Mapping[str, Any], priority: int = ...,
+            timeout: float | None = ..., *, local_fallback: bool | None = ...
+            ) -> EvolutionResult: ...
+
+    @overload
+    def run(self, task_type: str, data: Mapping[str, Any], priority: int = ...,
+            timeout: float | None = ..., *, local_fallback: bool | None = ...) -> TaskResult: ...
+
     def run(self, task_type: str, data: Mapping[str, Any], priority: int = DEFAULT_PRIORITY,
             timeout: float | None = DEFAULT_WAIT_SECONDS, *,
             local_fallback: bool | None = None) -> TaskResult:

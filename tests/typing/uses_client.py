@@ -48,6 +48,8 @@ async def evolve_async(client: AsyncClient) -> list[dict[str, Any]]:
                                         for item in POPULATION)
     results = await asyncio.gather(*(client.wait(task_id, timeout=60) for task_id in task_ids))
     assert_type(results, list[TaskResult])
+    mutated = await client.run("evolution_mutation", POPULATION[0])
+    assert_type(mutated.genome, dict[str, Any])
     return genomes
 
 
