@@ -1,8 +1,8 @@
 """HTTP to the orchestrator: one place that sends JSON and turns answers back into errors.
 
-Used by the worker loop, the CLI and ``elastic.client``. A JSON ``{"error": ...}``
-answer becomes the ``ElasticError`` of its status; a refused connection becomes
-``ServerUnreachable``.
+Used by the worker loop and the CLI; ``elastic.client`` (on httpx) shares its paths and
+``error_from_answer``. A JSON ``{"error": ...}`` answer becomes the ``ElasticError`` of
+its status; a refused connection becomes ``ServerUnreachable``.
 """
 
 from __future__ import annotations

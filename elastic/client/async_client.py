@@ -36,7 +36,7 @@ from elastic.client.results import (
     EvolutionResult,
     TaskResult,
 )
-from elastic.errors import ElasticError
+from elastic.errors import ElasticError, ServerUnreachable
 from elastic.transport import MAX_IDS_PER_WAIT
 
 T = TypeVar("T")
@@ -61,7 +61,8 @@ class AsyncClient(ClientBase):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP connections."""
+        """Stop the waits' polls and close the HTTP connections."""
+        await self.hub.close()
         await self.http.aclose()
 
     # -- tasks --------------------------------------------------------------------------
@@ -258,6 +259,7 @@ class WaitHub:
         self.watched: Counter[str] = Counter()
         self.polls: set[asyncio.Task[None]] = set()
         self.starting = False
+        self.closed = False
 
     async def settle(self, task_id: str, deadline: float | None) -> dict[str, Any] | None:
         """The task's record once it ended or cannot run; None if the deadline came first."""
@@ -273,9 +275,18 @@ class WaitHub:
         finally:
             self._forget(task_id, future)
 
+    async def close(self) -> None:
+        """Stop the polls in flight; waits still going raise ``ServerUnreachable``."""
+        self.closed = True
+        for poll in self.polls:
+            poll.cancel()
+        await asyncio.gather(*self.polls, return_exceptions=True)
+        for task_id in list(self.waiters):
+            self._wake(task_id, error=ServerUnreachable("the client was closed during the wait"))
+
     def _start_poll(self) -> None:
         """Start a poll if one is allowed and some waited-for task is unwatched."""
-        if self.starting or len(self.polls) >= MAX_POLLS_IN_FLIGHT:
+        if self.closed or self.starting or len(self.polls) >= MAX_POLLS_IN_FLIGHT:
             return
         if all(task_id in self.watched for task_id in self.waiters):
             return

@@ -26,7 +26,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -116,15 +116,15 @@ Effect = Call | Pause | WaitFor | RunHere | Emit
 Flow = Generator[Effect, Any, T]
 
 
-@dataclass
 class Stepper(Generic[T]):
     """Advances a flow one effect at a time, for the drivers."""
 
-    flow: Flow[T]
-    _reply: Any = None
-    _error: ElasticError | None = None
-    _done: bool = False
-    _value: Any = field(default=None, repr=False)
+    def __init__(self, flow: Flow[T]) -> None:
+        self.flow = flow
+        self._reply: Any = None
+        self._error: ElasticError | None = None
+        self._done = False
+        self._value: Any = None
 
     def next_effect(self) -> Effect | None:
         """The next effect to carry out, or None once the flow has returned."""
@@ -200,9 +200,10 @@ def status_call(task_id: str) -> Call:
     return Call("GET", task_status_path(task_id), not_found=TaskNotFound)
 
 
-def cancel_call(task_id: str) -> Call:
-    """``POST /api/tasks/{id}/cancel``."""
-    return Call("POST", task_path(task_id, "cancel"), body={}, not_found=TaskNotFound)
+def cancel_call(task_id: str, *, only_pending: bool = False) -> Call:
+    """``POST /api/tasks/{id}/cancel``; with ``only_pending``, 409 once a worker holds it."""
+    return Call("POST", task_path(task_id, "cancel"), body={"only_pending": only_pending},
+                not_found=TaskNotFound)
 
 
 class ClientCore:
@@ -440,8 +441,7 @@ class ClientCore:
         is waited for until ``deadline`` (never run a second time here).
         """
         try:
-            yield Call("POST", task_path(task_id, "cancel"), body={"only_pending": True},
-                       not_found=TaskNotFound)
+            yield cancel_call(task_id, only_pending=True)
         except Conflict:
             record = yield from self.settle_flow(task_id, deadline)
             if record is None:
