@@ -58,7 +58,7 @@ def test_a_task_accepted_before_the_orchestrator_went_away_is_not_run_locally(st
 
     async def run_through_the_outage() -> str:
         async with AsyncClient(server.url) as client:
-            running = asyncio.create_task(client.run("evolution_mutation", MUTATION, timeout=3))
+            running = asyncio.create_task(client.run("evolution_mutation", MUTATION, timeout=2))
             task_id = await asyncio.to_thread(wait_until, lambda: pending_task_id(server.url))
             server.kill()
             with pytest.raises(ServerUnreachable, match="cannot reach the orchestrator"):
