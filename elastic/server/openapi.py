@@ -193,7 +193,7 @@ PATHS: dict[str, dict[str, Any]] = {
         f"Wait for any of up to {api.MAX_IDS_PER_WAIT} tasks: answers those that ended or that "
         "no live worker can run (with the reason), as soon as there is one or after 'wait' s",
         body={"type": "object", "required": ["task_ids"], "properties": {
-            "task_ids": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+            "task_ids": {"type": "array", "items": TEXT, "minItems": 1,
                          "maxItems": api.MAX_IDS_PER_WAIT},
             "wait": {"type": "number", "minimum": 0, "maximum": 86400}}})},
     "/api/tasks/status/{task_id}": {"get": _operation(
