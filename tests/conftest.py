@@ -8,6 +8,7 @@ and fail when ``CI`` is set, so CI never silently skips them.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -66,11 +67,30 @@ def wait_until(predicate: Callable[[], object], *, timeout: float = 20.0,
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
+# Ports for servers the tests start, below the kernel's ephemeral range (32768+): a port
+# from that range can be taken by some client connection's local end between the moment it
+# is chosen and the moment the server binds it. Each pytest-xdist worker gets its own slice.
+TEST_PORTS_START, TEST_PORTS_PER_WORKER = 20_000, 2_000
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A loopback port nobody listens on right now, never given out before in this session."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    first = TEST_PORTS_START + (worker % 6) * TEST_PORTS_PER_WORKER
+    start = random.randrange(TEST_PORTS_PER_WORKER)  # apart from other test sessions running
+    for offset in range(TEST_PORTS_PER_WORKER):
+        port = first + (start + offset) % TEST_PORTS_PER_WORKER
+        if port in _ports_given:
+            continue
+        _ports_given.add(port)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free test port left")
 
 
 def hiding_modules(folder: Path, *modules: str) -> dict[str, str]:
