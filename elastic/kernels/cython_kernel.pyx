@@ -2,40 +2,286 @@
 # cython: initializedcheck=False
 """The compiled kernel: python_kernel's loops in C, bit for bit.
 
-Same functions and signatures as ``python_kernel``, same operation order, no fast
-math; setup.py compiles it with ``-ffp-contract=off`` so that no multiply-add is
-fused (Python never fuses). C's floor(-0.0) is -0.0 where Python's is 0, but no
-coordinate or minimum-image argument is ever -0.0. The loops run without the GIL,
-so other threads (the worker's heartbeat) keep running while it computes.
+Same functions, signatures and ``Workspace`` as ``python_kernel``, same operation
+order, no fast math; setup.py compiles it with ``-ffp-contract=off`` so that no
+multiply-add is fused (Python never fuses). The loops run without the GIL, so other
+threads (the worker's heartbeat) keep running while it computes.
+
+Two details keep it fast without changing a bit:
+
+- ``exact_floor`` is floor written with a truncating conversion (portable, no SSE4.1
+  needed). It equals C's floor for every double except -0.0, where it gives +0.0 as
+  Python's integer-valued ``math.floor`` does; no argument here is ever -0.0.
+- A coordinate difference with ``|dx| <= L/4`` has ``floor(dx / L + 0.5) == 0``
+  exactly (``dx / L`` rounds into [-1/4, 1/4]), so its minimum image is ``dx`` itself
+  and the division is skipped.
+
+``Workspace(threads=T)`` with T > 1 computes forces on T OpenMP threads: each pair's
+force is computed once and stored, then each particle adds up its pairs' forces in
+the serial order (partners ascending), and the energy is added up in pair order. The
+result is bit-identical to one thread, whatever T (without OpenMP the same code runs
+on one thread).
 """
 
-from libc.math cimport NAN, floor
+from cython.parallel cimport prange
+from libc.math cimport NAN, fabs
+from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc, realloc
+
+import numpy as np
+
+from elastic.kernels.python_kernel import (
+    DEFAULT_SKIN_LENGTH,
+    ROUNDING_MARGIN,
+    cells_per_side,
+    lj_energy_shift,
+)
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    /* floor(x) by truncation: exact for |x| < 2**52; beyond, x is already an integer
+       (or inf, or nan) and is returned as is. -0.0 gives +0.0. */
+    static inline double elastic_exact_floor(double x) {
+        if (!(fabs(x) < 4503599627370496.0)) return x;
+        double t = (double)(int64_t)x;
+        return t > x ? t - 1.0 : t;
+    }
+    """
+    double elastic_exact_floor(double x) noexcept nogil
+
+
+def exact_floor(double[::1] values):
+    """``exact_floor`` of every value, as a new float64 array (for tests)."""
+    result = np.empty(values.shape[0])
+    cdef double[::1] out = result
+    cdef Py_ssize_t k
+    for k in range(values.shape[0]):
+        out[k] = elastic_exact_floor(values[k])
+    return result
+
+
+cdef struct Box:
+    double length
+    double quarter       # L / 4: below it a difference needs no minimum image
+    double half          # L / 2
+    double cutoff_sq
+    double energy_shift
+
+
+cdef class Workspace:
+    """The Verlet list (C arrays), the thread count and the count of pairs evaluated."""
+
+    cdef public double skin
+    cdef public int threads
+    cdef public long long pair_evaluations
+    cdef public double virial
+    cdef public long long list_builds
+    cdef Py_ssize_t count
+    cdef Py_ssize_t capacity
+    cdef double built_box_length
+    cdef double built_cutoff
+    cdef bint is_built
+    cdef double* built_positions
+    cdef int64_t* starts          # pairs of i: neighbours[starts[i]:starts[i + 1]]
+    cdef int32_t* neighbours      # j > i, ascending for each i
+    cdef int32_t* cell_sizes
+    cdef int32_t* cell_starts
+    cdef int32_t* by_cell
+    cdef int32_t* particle_cell
+    cdef Py_ssize_t cell_capacity
+    # threads > 1 only: pair forces, energies and virials, and each j's pairs (i < j,
+    # i ascending)
+    cdef double* pair_forces
+    cdef double* pair_energies
+    cdef double* pair_virials
+    cdef int64_t* incoming_starts
+    cdef int64_t* incoming
+
+    def __cinit__(self, *, int threads=1, double skin=DEFAULT_SKIN_LENGTH):
+        if threads < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
+        if not skin > 0:
+            raise ValueError(f"skin must be positive, got {skin!r}")
+        self.threads = threads
+        self.skin = skin
+        self.pair_evaluations = 0
+        self.virial = NAN
+        self.list_builds = 0
+        self.is_built = False
+
+    def __dealloc__(self):
+        self._release()
+
+    cdef void _release(self) noexcept:
+        """Free every array (they are reallocated for a new particle count)."""
+        free(self.built_positions)
+        free(self.starts)
+        free(self.neighbours)
+        free(self.cell_sizes)
+        free(self.cell_starts)
+        free(self.by_cell)
+        free(self.particle_cell)
+        free(self.pair_forces)
+        free(self.pair_energies)
+        free(self.pair_virials)
+        free(self.incoming_starts)
+        free(self.incoming)
+        self.built_positions = NULL
+        self.starts = NULL
+        self.neighbours = NULL
+        self.cell_sizes = NULL
+        self.cell_starts = NULL
+        self.by_cell = NULL
+        self.particle_cell = NULL
+        self.pair_forces = NULL
+        self.pair_energies = NULL
+        self.pair_virials = NULL
+        self.incoming_starts = NULL
+        self.incoming = NULL
+        self.capacity = 0
+        self.cell_capacity = 0
+        self.count = 0
+        self.is_built = False
+
+    cdef void _size_for(self, Py_ssize_t count, Py_ssize_t cells) except *:
+        """Have per-particle arrays for ``count`` particles and ``cells`` cells."""
+        if count != self.count:
+            self._release()
+            self.built_positions = <double*> _allocate(2 * count * sizeof(double))
+            self.starts = <int64_t*> _allocate((count + 1) * sizeof(int64_t))
+            self.by_cell = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
+            self.particle_cell = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
+            self.incoming_starts = <int64_t*> _allocate((count + 2) * sizeof(int64_t))
+            self.count = count
+            self._grow_pairs(8 * count + 64)
+        if cells > self.cell_capacity:
+            free(self.cell_sizes)
+            free(self.cell_starts)
+            self.cell_sizes = NULL
+            self.cell_starts = NULL
+            self.cell_sizes = <int32_t*> _allocate(cells * sizeof(int32_t))
+            self.cell_starts = <int32_t*> _allocate(cells * sizeof(int32_t))
+            self.cell_capacity = cells
+
+    cdef void _grow_pairs(self, Py_ssize_t capacity) except *:
+        """Room for ``capacity`` listed pairs."""
+        self.neighbours = <int32_t*> _reallocate(self.neighbours, capacity * sizeof(int32_t))
+        if self.threads > 1:
+            self.pair_forces = <double*> _reallocate(self.pair_forces,
+                                                      2 * capacity * sizeof(double))
+            self.pair_energies = <double*> _reallocate(self.pair_energies,
+                                                        capacity * sizeof(double))
+            self.pair_virials = <double*> _reallocate(self.pair_virials,
+                                                       capacity * sizeof(double))
+            self.incoming = <int64_t*> _reallocate(self.incoming, capacity * sizeof(int64_t))
+        self.capacity = capacity
+
+    cdef void refresh(self, double[:, ::1] positions, double box_length,
+                      double cutoff) except *:
+        """Rebuild the list if the box changed or a particle moved over half the skin."""
+        cdef double limit = 0.5 * self.skin - ROUNDING_MARGIN * (box_length + cutoff)
+        if (self.is_built and positions.shape[0] == self.count
+                and box_length == self.built_box_length and cutoff == self.built_cutoff
+                and not _has_moved_too_far(&positions[0, 0], self.built_positions,
+                                           self.count, box_length, limit, self.threads)):
+            return
+        self.rebuild(positions, box_length, cutoff)
+
+    cdef void rebuild(self, double[:, ::1] positions, double box_length,
+                      double cutoff) except *:
+        """Build the list of pairs closer than ``cutoff + skin`` from cell lists."""
+        cdef Py_ssize_t count = positions.shape[0]
+        cdef double radius = cutoff + self.skin
+        cdef int side = cells_per_side(box_length, radius)
+        self._size_for(count, <Py_ssize_t> side * side if side >= 3 else 1)
+        cdef Py_ssize_t needed
+        while True:
+            with nogil:
+                needed = _build_list(self, &positions[0, 0], count, box_length,
+                                     radius * radius, side)
+            if needed <= self.capacity:
+                break
+            self._grow_pairs(needed + needed // 4)
+        if self.threads > 1:
+            _index_incoming(self.starts, self.neighbours, self.incoming_starts,
+                            self.incoming, count)
+        cdef Py_ssize_t k
+        for k in range(2 * count):
+            self.built_positions[k] = positions[k // 2, k % 2]
+        self.built_box_length = box_length
+        self.built_cutoff = cutoff
+        self.is_built = True
+        self.list_builds += 1
+
+
+cdef void* _allocate(size_t size) except NULL:
+    """malloc that raises MemoryError."""
+    cdef void* memory = malloc(size if size > 0 else 1)
+    if memory == NULL:
+        raise MemoryError(f"cannot allocate {size} bytes for the neighbour list")
+    return memory
+
+
+cdef void* _reallocate(void* memory, size_t size) except NULL:
+    """realloc that raises MemoryError (the old block stays valid then)."""
+    cdef void* grown = realloc(memory, size if size > 0 else 1)
+    if grown == NULL:
+        raise MemoryError(f"cannot allocate {size} bytes for the neighbour list")
+    return grown
 
 
 def compute_forces(double[:, ::1] positions, double[:, ::1] forces, *,
-                   double box_length, double cutoff):
+                   double box_length, double cutoff, Workspace workspace=None):
     """Fill ``forces`` with F(positions) and return the potential energy."""
     _check_shapes(positions, positions, forces)
+    if workspace is None:
+        workspace = Workspace()
+    workspace.refresh(positions, box_length, cutoff)
+    cdef Box box = _box_of(box_length, cutoff)
     cdef double energy
     with nogil:
-        energy = _pair_forces(positions, forces, box_length, cutoff)
+        energy = _forces(workspace, &positions[0, 0], &forces[0, 0], &box, True)
     return energy
 
 
 def integrate_steps(double[:, ::1] positions, double[:, ::1] velocities,
                     double[:, ::1] forces, *, double box_length, double cutoff,
-                    double dt, long num_steps):
+                    double dt, long num_steps, Workspace workspace=None):
     """Advance ``num_steps`` velocity-Verlet steps in place; return the final potential."""
     _check_shapes(positions, velocities, forces)
+    if workspace is None:
+        workspace = Workspace()
+    cdef Box box = _box_of(box_length, cutoff)
     cdef double energy = NAN
+    cdef double limit = 0.5 * workspace.skin - ROUNDING_MARGIN * (box_length + cutoff)
+    cdef double* x = &positions[0, 0]
+    cdef double* v = &velocities[0, 0]
+    cdef double* f = &forces[0, 0]
+    cdef Py_ssize_t count = positions.shape[0]
     cdef long step
+    workspace.refresh(positions, box_length, cutoff)
     with nogil:
         for step in range(num_steps):
-            _kick(velocities, forces, 0.5 * dt)
-            _drift(positions, velocities, dt, box_length)
-            energy = _pair_forces(positions, forces, box_length, cutoff)
-            _kick(velocities, forces, 0.5 * dt)
+            if _kick_and_drift(x, v, f, workspace.built_positions, count, 0.5 * dt, dt,
+                               box_length, limit, workspace.threads):
+                with gil:
+                    workspace.rebuild(positions, box_length, cutoff)
+            energy = _forces(workspace, x, f, &box, step == num_steps - 1)
+            _kick(v, f, count, 0.5 * dt, workspace.threads)
     return energy
+
+
+cdef Box _box_of(double box_length, double cutoff):
+    """The constants the force loops use."""
+    cdef Box box
+    box.length = box_length
+    box.quarter = 0.25 * box_length
+    box.half = 0.5 * box_length
+    box.cutoff_sq = cutoff * cutoff
+    box.energy_shift = lj_energy_shift(cutoff)
+    return box
 
 
 cdef void _check_shapes(double[:, ::1] positions, double[:, ::1] velocities,
@@ -45,65 +291,304 @@ cdef void _check_shapes(double[:, ::1] positions, double[:, ::1] velocities,
     if (velocities.shape[0] != count or forces.shape[0] != count
             or positions.shape[1] != 2 or velocities.shape[1] != 2 or forces.shape[1] != 2):
         raise ValueError(f"arrays must all have shape ({count}, 2)")
+    if count == 0 or count >= 2**31:
+        raise ValueError(f"the kernel takes 1 to 2**31 - 1 particles, got {count}")
 
 
-cdef void _kick(double[:, ::1] velocities, double[:, ::1] forces,
-                double half_dt) noexcept nogil:
+cdef inline double _minimum_image(double delta, const Box* box) noexcept nogil:
+    """The spec's ``delta - L * floor(delta / L + 0.5)`` (skipped where it is delta)."""
+    if fabs(delta) <= box.quarter:
+        return delta
+    return delta - box.length * elastic_exact_floor(delta / box.length + 0.5)
+
+
+cdef bint _kick_and_drift(double* x, double* v, const double* f, const double* built,
+                          Py_ssize_t count, double half_dt, double dt, double box_length,
+                          double limit, int threads) noexcept nogil:
+    """``v += dt/2 F``, ``x += dt v``, wrap; whether a particle moved ``limit`` or more."""
+    cdef Py_ssize_t k
+    cdef int moved = 0
+    cdef double half_box = 0.5 * box_length
+    cdef double limit_sq = limit * limit
+    cdef double position, shift, dx, dy
+    for k in prange(2 * count, nogil=True, num_threads=threads, schedule="static"):
+        v[k] += half_dt * f[k]
+        position = x[k] + dt * v[k]
+        x[k] = position - box_length * elastic_exact_floor(position / box_length)
+    for k in prange(count, nogil=True, num_threads=threads, schedule="static"):
+        dx = fabs(x[2 * k] - built[2 * k])
+        dy = fabs(x[2 * k + 1] - built[2 * k + 1])
+        if dx > half_box:
+            dx = box_length - dx
+        if dy > half_box:
+            dy = box_length - dy
+        if dx * dx + dy * dy >= limit_sq:
+            moved += 1
+    return moved > 0
+
+
+cdef bint _has_moved_too_far(const double* x, const double* built, Py_ssize_t count,
+                             double box_length, double limit, int threads) noexcept nogil:
+    """Whether any particle is ``limit`` or more from where it was (minimum image)."""
+    cdef Py_ssize_t k
+    cdef int moved = 0
+    cdef double half_box = 0.5 * box_length
+    cdef double dx, dy
+    for k in prange(count, nogil=True, num_threads=threads, schedule="static"):
+        dx = fabs(x[2 * k] - built[2 * k])
+        dy = fabs(x[2 * k + 1] - built[2 * k + 1])
+        if dx > half_box:
+            dx = box_length - dx
+        if dy > half_box:
+            dy = box_length - dy
+        if dx * dx + dy * dy >= limit * limit:
+            moved += 1
+    return moved > 0
+
+
+cdef void _kick(double* v, const double* f, Py_ssize_t count, double half_dt,
+                int threads) noexcept nogil:
     """``v += 0.5 * dt * F``."""
     cdef Py_ssize_t k
-    for k in range(velocities.shape[0]):
-        velocities[k, 0] += half_dt * forces[k, 0]
-        velocities[k, 1] += half_dt * forces[k, 1]
+    for k in prange(2 * count, nogil=True, num_threads=threads, schedule="static"):
+        v[k] += half_dt * f[k]
 
 
-cdef void _drift(double[:, ::1] positions, double[:, ::1] velocities, double dt,
-                 double box_length) noexcept nogil:
-    """``x += dt * v``, then wrap into [0, L)."""
-    cdef Py_ssize_t k
-    cdef double x, y
-    for k in range(positions.shape[0]):
-        x = positions[k, 0] + dt * velocities[k, 0]
-        y = positions[k, 1] + dt * velocities[k, 1]
-        positions[k, 0] = x - box_length * floor(x / box_length)
-        positions[k, 1] = y - box_length * floor(y / box_length)
-
-
-cdef double _pair_forces(double[:, ::1] positions, double[:, ::1] forces,
-                         double box_length, double cutoff) noexcept nogil:
-    """Forces and potential energy, visiting pairs i < j in order."""
-    cdef Py_ssize_t count = positions.shape[0]
-    cdef Py_ssize_t i, j
-    cdef double xi, yi, fxi, fyi, dx, dy, r2, inv_r2, inv_r6, magnitude, pair_fx, pair_fy
-    cdef double cutoff_sq = cutoff * cutoff
-    cdef double inv_rc2 = 1.0 / (cutoff * cutoff)
-    cdef double inv_rc6 = inv_rc2 * inv_rc2 * inv_rc2
-    cdef double energy_shift = 4.0 * (inv_rc6 * inv_rc6 - inv_rc6)
+cdef double _forces(Workspace workspace, const double* x, double* f, const Box* box,
+                    bint with_energy) noexcept nogil:
+    """Forces from the listed pairs; the potential energy, or nan if not asked."""
+    if workspace.threads > 1:
+        return _forces_on_threads(workspace, x, f, box, with_energy)
+    cdef Py_ssize_t count = workspace.count
+    cdef const int64_t* starts = workspace.starts
+    cdef const int32_t* neighbours = workspace.neighbours
+    cdef Py_ssize_t i, j, slot
+    cdef double xi, yi, fxi, fyi, dx, dy, r2, inv_r2, inv_r6, strength, pair_fx, pair_fy
     cdef double energy = 0.0
+    cdef double virial = 0.0
+    cdef long long evaluated = 0
+    for i in range(2 * count):
+        f[i] = 0.0
     for i in range(count):
-        forces[i, 0] = 0.0
-        forces[i, 1] = 0.0
-    for i in range(count):
-        xi = positions[i, 0]
-        yi = positions[i, 1]
-        fxi = forces[i, 0]
-        fyi = forces[i, 1]
-        for j in range(i + 1, count):
-            dx = xi - positions[j, 0]
-            dx -= box_length * floor(dx / box_length + 0.5)
-            dy = yi - positions[j, 1]
-            dy -= box_length * floor(dy / box_length + 0.5)
+        xi = x[2 * i]
+        yi = x[2 * i + 1]
+        fxi = f[2 * i]
+        fyi = f[2 * i + 1]
+        for slot in range(starts[i], starts[i + 1]):
+            j = neighbours[slot]
+            dx = _minimum_image(xi - x[2 * j], box)
+            dy = _minimum_image(yi - x[2 * j + 1], box)
             r2 = dx * dx + dy * dy
-            if r2 < cutoff_sq:
+            if r2 < box.cutoff_sq:
                 inv_r2 = 1.0 / r2
                 inv_r6 = inv_r2 * inv_r2 * inv_r2
-                magnitude = 24.0 * (2.0 * inv_r6 * inv_r6 - inv_r6) * inv_r2
-                pair_fx = magnitude * dx
-                pair_fy = magnitude * dy
+                strength = 24.0 * (2.0 * inv_r6 * inv_r6 - inv_r6)
+                pair_fx = strength * inv_r2 * dx
+                pair_fy = strength * inv_r2 * dy
                 fxi += pair_fx
                 fyi += pair_fy
-                forces[j, 0] -= pair_fx
-                forces[j, 1] -= pair_fy
-                energy += 4.0 * (inv_r6 * inv_r6 - inv_r6) - energy_shift
-        forces[i, 0] = fxi
-        forces[i, 1] = fyi
+                f[2 * j] -= pair_fx
+                f[2 * j + 1] -= pair_fy
+                if with_energy:
+                    energy += 4.0 * (inv_r6 * inv_r6 - inv_r6) - box.energy_shift
+                    virial += strength
+                evaluated += 1
+        f[2 * i] = fxi
+        f[2 * i + 1] = fyi
+    workspace.pair_evaluations += evaluated
+    if not with_energy:
+        return NAN
+    workspace.virial = virial
     return energy
+
+
+cdef double _forces_on_threads(Workspace workspace, const double* x, double* f,
+                               const Box* box, bint with_energy) noexcept nogil:
+    """``_forces`` on ``workspace.threads`` threads, with the same bits."""
+    cdef Py_ssize_t count = workspace.count
+    cdef const int64_t* starts = workspace.starts
+    cdef const int32_t* neighbours = workspace.neighbours
+    cdef double* pair_forces = workspace.pair_forces
+    cdef double* pair_energies = workspace.pair_energies
+    cdef double* pair_virials = workspace.pair_virials
+    cdef const int64_t* incoming_starts = workspace.incoming_starts
+    cdef const int64_t* incoming = workspace.incoming
+    cdef Py_ssize_t i, j, slot, other
+    cdef double xi, yi, fxi, fyi, dx, dy, r2, inv_r2, inv_r6, strength
+    cdef double energy = 0.0
+    cdef double virial = 0.0
+    cdef long long evaluated = 0
+    for i in prange(count, nogil=True, num_threads=workspace.threads, schedule="static"):
+        xi = x[2 * i]
+        yi = x[2 * i + 1]
+        for slot in range(starts[i], starts[i + 1]):
+            j = neighbours[slot]
+            dx = _minimum_image(xi - x[2 * j], box)
+            dy = _minimum_image(yi - x[2 * j + 1], box)
+            r2 = dx * dx + dy * dy
+            if r2 < box.cutoff_sq:
+                inv_r2 = 1.0 / r2
+                inv_r6 = inv_r2 * inv_r2 * inv_r2
+                strength = 24.0 * (2.0 * inv_r6 * inv_r6 - inv_r6)
+                pair_forces[2 * slot] = strength * inv_r2 * dx
+                pair_forces[2 * slot + 1] = strength * inv_r2 * dy
+                if with_energy:
+                    pair_energies[slot] = 4.0 * (inv_r6 * inv_r6 - inv_r6) - box.energy_shift
+                    pair_virials[slot] = strength
+                evaluated += 1
+            else:
+                pair_forces[2 * slot] = 0.0
+                pair_forces[2 * slot + 1] = 0.0
+                pair_energies[slot] = 0.0
+                pair_virials[slot] = 0.0
+    for i in prange(count, nogil=True, num_threads=workspace.threads, schedule="static"):
+        fxi = 0.0
+        fyi = 0.0
+        for other in range(incoming_starts[i], incoming_starts[i + 1]):
+            slot = incoming[other]
+            fxi = fxi - pair_forces[2 * slot]
+            fyi = fyi - pair_forces[2 * slot + 1]
+        for slot in range(starts[i], starts[i + 1]):
+            fxi = fxi + pair_forces[2 * slot]
+            fyi = fyi + pair_forces[2 * slot + 1]
+        f[2 * i] = fxi
+        f[2 * i + 1] = fyi
+    workspace.pair_evaluations += evaluated
+    if not with_energy:
+        return NAN
+    for slot in range(starts[count]):
+        energy += pair_energies[slot]
+        virial += pair_virials[slot]
+    workspace.virial = virial
+    return energy
+
+
+cdef Py_ssize_t _build_list(Workspace workspace, const double* x, Py_ssize_t count,
+                            double box_length, double radius_sq, int side) noexcept nogil:
+    """Fill starts/neighbours; the number of pairs (over capacity: nothing usable)."""
+    if side >= 3:
+        _sort_into_cells(workspace, x, count, box_length, side)
+    cdef Py_ssize_t found = 0
+    cdef Py_ssize_t i
+    cdef Py_ssize_t capacity = workspace.capacity
+    for i in range(count):
+        workspace.starts[i] = found
+        if side >= 3:
+            found = _list_from_cells(workspace, x, i, box_length, radius_sq, side, found,
+                                     capacity)
+        else:
+            found = _list_from_all(workspace, x, i, count, box_length, radius_sq, found,
+                                   capacity)
+    workspace.starts[count] = found
+    return found
+
+
+cdef void _sort_into_cells(Workspace workspace, const double* x, Py_ssize_t count,
+                           double box_length, int side) noexcept nogil:
+    """Counting sort of the particles by cell, ascending index within each cell."""
+    cdef Py_ssize_t k
+    cdef int column, row, cell
+    cdef double scale = side / box_length
+    for k in range(side * side):
+        workspace.cell_sizes[k] = 0
+    for k in range(count):
+        column = <int> (x[2 * k] * scale)
+        row = <int> (x[2 * k + 1] * scale)
+        column = 0 if column < 0 else (side - 1 if column >= side else column)
+        row = 0 if row < 0 else (side - 1 if row >= side else row)
+        cell = column + side * row
+        workspace.particle_cell[k] = cell
+        workspace.cell_sizes[cell] += 1
+    cdef int running = 0
+    for k in range(side * side):
+        workspace.cell_starts[k] = running
+        running += workspace.cell_sizes[k]
+        workspace.cell_sizes[k] = 0
+    for k in range(count):
+        cell = workspace.particle_cell[k]
+        workspace.by_cell[workspace.cell_starts[cell] + workspace.cell_sizes[cell]] = <int32_t> k
+        workspace.cell_sizes[cell] += 1
+
+
+cdef inline double _any_image_distance_sq(const double* x, Py_ssize_t i, Py_ssize_t j,
+                                          double box_length) noexcept nogil:
+    """Squared minimum-image distance (rounding does not matter: the skin has margin)."""
+    cdef double dx = x[2 * i] - x[2 * j]
+    cdef double dy = x[2 * i + 1] - x[2 * j + 1]
+    if dx > 0.5 * box_length:
+        dx -= box_length
+    elif dx < -0.5 * box_length:
+        dx += box_length
+    if dy > 0.5 * box_length:
+        dy -= box_length
+    elif dy < -0.5 * box_length:
+        dy += box_length
+    return dx * dx + dy * dy
+
+
+cdef Py_ssize_t _list_from_cells(Workspace workspace, const double* x, Py_ssize_t i,
+                                 double box_length, double radius_sq, int side,
+                                 Py_ssize_t found, Py_ssize_t capacity) noexcept nogil:
+    """Append i's neighbours from the 9 cells around it, sorted; the new pair count."""
+    cdef int cell = workspace.particle_cell[i]
+    cdef int column = cell % side
+    cdef int row = cell // side
+    cdef int shift_column, shift_row, other, member
+    cdef Py_ssize_t j, first = found
+    for shift_row in range(-1, 2):
+        for shift_column in range(-1, 2):
+            other = ((column + shift_column + side) % side
+                     + side * ((row + shift_row + side) % side))
+            for member in range(workspace.cell_starts[other],
+                                workspace.cell_starts[other] + workspace.cell_sizes[other]):
+                j = workspace.by_cell[member]
+                if j > i and _any_image_distance_sq(x, i, j, box_length) < radius_sq:
+                    if found < capacity:
+                        workspace.neighbours[found] = <int32_t> j
+                    found += 1
+    if found <= capacity:
+        _insertion_sort(workspace.neighbours + first, found - first)
+    return found
+
+
+cdef Py_ssize_t _list_from_all(Workspace workspace, const double* x, Py_ssize_t i,
+                               Py_ssize_t count, double box_length, double radius_sq,
+                               Py_ssize_t found, Py_ssize_t capacity) noexcept nogil:
+    """Append i's neighbours among every j > i (a box under three cells across)."""
+    cdef Py_ssize_t j
+    for j in range(i + 1, count):
+        if _any_image_distance_sq(x, i, j, box_length) < radius_sq:
+            if found < capacity:
+                workspace.neighbours[found] = <int32_t> j
+            found += 1
+    return found
+
+
+cdef void _insertion_sort(int32_t* values, Py_ssize_t length) noexcept nogil:
+    """Sort a short run of indices ascending."""
+    cdef Py_ssize_t k, back
+    cdef int32_t value
+    for k in range(1, length):
+        value = values[k]
+        back = k - 1
+        while back >= 0 and values[back] > value:
+            values[back + 1] = values[back]
+            back -= 1
+        values[back + 1] = value
+
+
+cdef void _index_incoming(const int64_t* starts, const int32_t* neighbours,
+                          int64_t* incoming_starts, int64_t* incoming,
+                          Py_ssize_t count) noexcept nogil:
+    """For each j, the slots of its pairs (i, j) with i < j, in ascending i."""
+    cdef Py_ssize_t k, slot, i
+    for k in range(count + 2):
+        incoming_starts[k] = 0
+    for slot in range(starts[count]):
+        incoming_starts[neighbours[slot] + 2] += 1
+    for k in range(2, count + 2):
+        incoming_starts[k] += incoming_starts[k - 1]
+    for i in range(count):
+        for slot in range(starts[i], starts[i + 1]):
+            incoming[incoming_starts[neighbours[slot] + 1]] = slot
+            incoming_starts[neighbours[slot] + 1] += 1
