@@ -17,9 +17,10 @@ Starter = Callable[..., ServerProcess]
 WorkerStarter = Callable[..., subprocess.Popen[bytes]]
 
 
-def submit_one(url: str, task_id: str, algorithm: str, particles: int, steps: int) -> str:
+def submit_one(url: str, task_id: str, algorithm: str, particles: int, steps: int,
+               **extra: int) -> str:
     task = {"task_id": task_id, "algorithm": algorithm, "priority": "high",
-            "parameters": {"num_particles": particles, "num_steps": steps, "seed": 11}}
+            "parameters": {"num_particles": particles, "num_steps": steps, "seed": 11, **extra}}
     answer = requests.post(f"{url}/api/tasks/submit", json={"tasks": [task]}, timeout=10)
     assert answer.status_code == 200, answer.text
     return task_id
@@ -39,7 +40,7 @@ def test_a_kernel_running_for_several_lease_lengths_completes_once_never_requeue
     server = start_server()
     start_worker(server.url, worker_id="steady")
     # lease_seconds is 3 s in the test config; this run takes well over 9 s.
-    task_id = submit_one(server.url, "marathon", fastest_algorithm(), 1500, 4000)
+    task_id = submit_one(server.url, "marathon", fastest_algorithm(), 1500, 80_000)
     started = time.monotonic()
     ended = wait_until(lambda: (s := status(server.url, task_id, wait=5))["finished_at"] and s,
                        timeout=240, message="the long task to end")
@@ -74,8 +75,9 @@ def test_a_resumed_simulation_is_bit_identical_to_an_uninterrupted_run(
     server = start_server()
     doomed = start_worker(server.url, worker_id="first")
     algorithm = fastest_algorithm()
-    particles, steps = 400, 6000
-    task_id = submit_one(server.url, "resumable", algorithm, particles, steps)
+    particles, steps, sample_every = 400, 75_000, 750
+    task_id = submit_one(server.url, "resumable", algorithm, particles, steps,
+                         sample_every=sample_every)
     wait_until(lambda: (status(server.url, task_id)["progress"] or 0) > 0.3, timeout=120,
                message="the run to pass 30 % with a checkpoint saved")
     doomed.send_signal(signal.SIGKILL)
@@ -87,9 +89,10 @@ def test_a_resumed_simulation_is_bit_identical_to_an_uninterrupted_run(
     result = ended["result"]
     assert result["resumed_from_step"] > 0
     reference = run_simulation(parse_simulation_params(
-        {"num_particles": particles, "num_steps": steps, "seed": 11}), algorithm=algorithm)
+        {"num_particles": particles, "num_steps": steps, "seed": 11,
+         "sample_every": sample_every}), algorithm=algorithm)
     for key in ("kinetic_energy", "potential_energy", "total_energy", "initial_total_energy",
-                "momentum"):
+                "momentum", "pair_evaluations", "series"):
         assert result[key] == reference[key], key
 
 

@@ -22,12 +22,15 @@ class ExecutionContext:
     ``report_progress`` and ``save_checkpoint`` are cheap to call often; the worker
     batches what they record into its heartbeats. Both raise ``TaskCancelled`` once
     the task has been cancelled, so a long loop stops at its next report.
+    ``time_limit_seconds`` is how long the task may run (None: no limit); an executor
+    that can tell beforehand that it would take longer refuses the task.
     """
 
     task_id: str
     resume_from: dict[str, Any] | None = None
     provider: Any = None
     checkpoint_interval_seconds: float = 30.0
+    time_limit_seconds: float | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
     on_progress: Callable[[float], None] = lambda fraction: None
     on_checkpoint: Callable[[dict[str, Any]], None] = lambda state: None

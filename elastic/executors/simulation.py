@@ -13,7 +13,8 @@ from typing import Any
 
 from elastic.errors import InvalidTask
 from elastic.executors.base import ExecutionContext
-from elastic.kernels import KNOWN_ALGORITHMS, is_checkpoint_of, run_simulation
+from elastic.kernels import KNOWN_ALGORITHMS, cost, is_checkpoint_of, kernel_for, run_simulation
+from elastic.kernels.driver import CheckpointMaker
 from elastic.kernels.memory import estimate_memory_mb
 from elastic.kernels.params import SimulationParams, parse_simulation_params
 
@@ -33,7 +34,9 @@ class Simulation:
     """Runs ``simulation`` tasks with the python, numpy or cython kernel.
 
     ``memory_limit_mb`` bounds what one run may allocate (by ``estimate_memory_mb``);
-    ``chunk_seconds`` is how often a run reports progress and may be cancelled.
+    the context's ``time_limit_seconds`` bounds how long it may take (by
+    ``kernels.cost``); ``chunk_seconds`` is how often a run reports progress and may
+    be cancelled.
     """
 
     name = "simulation"
@@ -57,8 +60,12 @@ class Simulation:
                               field="algorithm")
         if "parameters" not in data:
             raise InvalidTask("is required (num_particles, num_steps, ...)", field="parameters")
-        return SimulationTask(algorithm=algorithm,
+        task = SimulationTask(algorithm=algorithm,
                               parameters=parse_simulation_params(data["parameters"]))
+        if task.parameters.threads > 1 and algorithm != "cython":
+            raise InvalidTask(f"only the cython kernel runs on more than one thread, not "
+                              f"{algorithm}", field="parameters.threads")
+        return task
 
     def _refuse_over_memory_limit(self, task: SimulationTask) -> None:
         """Raise ``InvalidTask`` if the run would need more than ``memory_limit_mb``.
@@ -66,7 +73,10 @@ class Simulation:
         Checked where the task runs, against that worker's limit: at submit time the
         orchestrator knows no worker's memory.
         """
-        needed_mb = estimate_memory_mb(task.parameters.num_particles, task.algorithm)
+        params = task.parameters
+        needed_mb = estimate_memory_mb(params.num_particles, task.algorithm,
+                                       density=params.density, cutoff=params.cutoff,
+                                       threads=params.threads)
         if needed_mb > self.memory_limit_mb:
             raise InvalidTask(
                 f"{task.parameters.num_particles} particles with {task.algorithm} need about "
@@ -86,6 +96,8 @@ class Simulation:
         resume_from = context.resume_from
         if not is_checkpoint_of(resume_from, task.parameters, algorithm=task.algorithm):
             resume_from = None
+        refuse_over_time_limit(task, context.time_limit_seconds,
+                               from_step=resume_from["step"] if resume_from else 0)
         reporter = _ChunkReporter(context, num_steps=task.parameters.num_steps)
         result = run_simulation(task.parameters, algorithm=task.algorithm,
                                 on_chunk=reporter.record_chunk, resume_from=resume_from,
@@ -105,20 +117,46 @@ class _ChunkReporter:
         self.fraction = 0.0
         self.checkpointed_at = time.monotonic()
 
-    def record_chunk(self, steps_done: int, state: dict[str, Any]) -> None:
+    def record_chunk(self, steps_done: int, make_checkpoint: CheckpointMaker) -> None:
         """Report progress; save a checkpoint when the interval has passed (not at the end)."""
         self.fraction = steps_done / self.num_steps
         self.context.report_progress(self.fraction)
         now = time.monotonic()
         is_due = now - self.checkpointed_at >= self.context.checkpoint_interval_seconds
         if is_due and steps_done < self.num_steps:
-            self.context.save_checkpoint(state)
+            self.context.save_checkpoint(make_checkpoint())
             self.checkpointed_at = now
 
     def finish(self) -> None:
         """Report 1.0 if no chunk did (a run of zero steps)."""
         if self.fraction < 1.0:
             self.context.report_progress(1.0)
+
+
+def refuse_over_time_limit(task: SimulationTask, time_limit_seconds: float | None, *,
+                           from_step: int = 0) -> None:
+    """Raise ``InvalidTask`` naming ``num_steps`` if the run would outlast the time limit.
+
+    The estimate is ``kernels.cost``'s model scaled by this machine's measured speed.
+
+    Raises:
+        UnavailableAlgorithm: the algorithm is not built on this machine.
+    """
+    if time_limit_seconds is None:
+        return
+    params = task.parameters
+    factor = cost.measure_speed_factor(kernel_for(task.algorithm), task.algorithm)
+    seconds = cost.estimate_seconds(params, task.algorithm, from_step=from_step,
+                                    speed_factor=factor)
+    if seconds <= time_limit_seconds:
+        return
+    steps_left = params.num_steps - from_step
+    fitting_steps = int(steps_left * time_limit_seconds / seconds)
+    raise InvalidTask(
+        f"{steps_left} steps of {params.num_particles} particles with {task.algorithm} would "
+        f"take about {seconds:.0f} s on this worker, over its time limit of "
+        f"{time_limit_seconds:.0f} s: use at most about {fitting_steps} steps, fewer "
+        "particles or a faster algorithm", field="parameters.num_steps")
 
 
 def _metrics_of(result: Mapping[str, Any]) -> dict[str, Any]:

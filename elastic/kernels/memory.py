@@ -12,6 +12,7 @@ The estimate (``estimate_memory_mb``) counts only what the run itself allocates.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -21,29 +22,48 @@ SAMPLE_SECONDS = 0.01
 _STATM = "/proc/self/statm"
 
 _BYTES_PER_PARTICLE = {
-    # positions, velocities and forces as float64 (48 bytes), one checkpoint as lists
-    # of Python floats (2 x 128 bytes) and room for its JSON text (100 bytes).
-    "common": 48 + 256 + 100,
-    # six lists of Python floats (a pointer and a float object each).
-    "python": 6 * (8 + 24),
-    # past BLOCK_ELEMENTS particles a block is one row: about ten float64 temporaries.
-    "numpy": 10 * 8,
-    "cython": 0,
+    # positions, velocities and forces as float64 (48 bytes), a checkpoint's compressed
+    # base64 arrays and the copies made to build them (about 100 bytes).
+    "common": 48 + 100,
+    # six lists of Python floats (a pointer and a float object each), the list-build
+    # positions (two more lists) and one list object per particle.
+    "python": 8 * (8 + 24) + 56,
+    # the list-build positions and the integrator's scratch (N x 2 float64 each).
+    "numpy": 2 * 16,
+    # list-build positions, list and cell offsets.
+    "cython": 16 + 8 + 8 + 8,
 }
+_BYTES_PER_LISTED_PAIR = {
+    "python": 8 + 28,  # a list slot and an int object
+    # indices (2 + 4 receivers) and thirteen float64 scratch values per pair
+    "numpy": 6 * 8 + 13 * 8 + 1,
+    "cython": 4 * 1.25,  # int32 index, 25 % room to grow
+}
+# cython with threads > 1 also keeps each pair's force, energy and virial, and its
+# place in its second particle's list.
+_BYTES_PER_LISTED_PAIR_THREADED = 16 + 8 + 8 + 8
 # What any run adds at first (interpreter caches, the sampling thread), measured at
-# 6.5 MB in a fresh process, and the numpy kernel's blocks and batches of pairs.
+# 6.5 MB in a fresh process, and the numpy kernel's blocks of candidate pairs.
 _FIXED_MB = 8.0
-_SCRATCH_MB = {"numpy": 24.0}
+_SCRATCH_MB = {"numpy": 40.0}
+_SKIN_LENGTH = 0.3
 
 
-def estimate_memory_mb(num_particles: int, algorithm: str) -> float:
+def estimate_memory_mb(num_particles: int, algorithm: str, *, density: float = 0.5,
+                       cutoff: float = 2.5, threads: int = 1) -> float:
     """An upper estimate of how much a run of ``algorithm`` grows resident memory (MB).
 
-    It counts the state arrays, one checkpoint, the python kernel's lists and the
-    numpy kernel's scratch (blocks of at most ``numpy_kernel.BLOCK_ELEMENTS`` pairs).
-    Checked against measured growth from 100 to 60000 particles.
+    It counts the state arrays, one checkpoint, the kernel's neighbour list (pairs
+    closer than cutoff + skin at ``density``, with 20 % room for denser spots) and its
+    scratch. Checked against measured growth from 1,000 to 200,000 particles.
     """
-    per_particle = _BYTES_PER_PARTICLE["common"] + _BYTES_PER_PARTICLE.get(algorithm, 0)
+    reach = cutoff + _SKIN_LENGTH
+    pairs_per_particle = min(num_particles - 1, 1.2 * math.pi * reach * reach * density) / 2
+    per_pair = _BYTES_PER_LISTED_PAIR.get(algorithm, 0)
+    if algorithm == "cython" and threads > 1:
+        per_pair += _BYTES_PER_LISTED_PAIR_THREADED
+    per_particle = (_BYTES_PER_PARTICLE["common"] + _BYTES_PER_PARTICLE.get(algorithm, 0)
+                    + pairs_per_particle * per_pair)
     return num_particles * per_particle / 2**20 + _FIXED_MB + _SCRATCH_MB.get(algorithm, 0.0)
 
 

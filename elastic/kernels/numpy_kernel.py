@@ -29,8 +29,8 @@ from elastic.kernels.python_kernel import (
     lj_energy_shift,
 )
 
-# Particles whose candidate pairs are gathered at once while building the list.
-BUILD_BLOCK_PARTICLES = 4096
+# About how many candidate pairs are gathered at once while searching for close pairs.
+BUILD_BLOCK_CANDIDATES = 2**19
 CELL_OFFSETS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
@@ -211,21 +211,11 @@ def _minimum_image(delta: np.ndarray, work: np.ndarray, box_length: float) -> No
 
 def find_close_pairs(positions: np.ndarray, *, box_length: float,
                      radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (i, j), i < j, of the pairs closer than ``radius``, sorted by i then j.
-
-    Uses cells of side at least ``radius`` (all pairs when fewer than three fit across
-    the box); memory stays bounded by working on ``BUILD_BLOCK_PARTICLES`` at a time.
-    """
+    """Indices (i, j), i < j, of the pairs closer than ``radius``, sorted by i then j."""
     count = len(positions)
-    side = cells_per_side(box_length, radius)
-    blocks = (_all_pair_candidates(count) if side < 3
-              else _cell_candidates(positions, side=side, box_length=box_length))
     found_first, found_second = [], []
-    for first, second in blocks:
-        delta = positions[first] - positions[second]
-        _minimum_image(delta, np.empty_like(delta), box_length)
-        close = np.einsum("ij,ij->i", delta, delta) < radius * radius
-        keys = first[close] * count + second[close]
+    for first, second, _ in close_pair_blocks(positions, box_length=box_length, radius=radius):
+        keys = first * count + second
         keys.sort()
         found_first.append(keys // count)
         found_second.append(keys % count)
@@ -234,9 +224,29 @@ def find_close_pairs(positions: np.ndarray, *, box_length: float,
     return np.concatenate(found_first), np.concatenate(found_second)
 
 
+def close_pair_blocks(positions: np.ndarray, *, box_length: float,
+                      radius: float) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Blocks of (i, j, r^2) for the pairs i < j closer than ``radius`` (minimum image).
+
+    Blocks hold ascending ranges of i; inside a block pairs are in no set order.
+    Candidates come from cells of side at least ``radius`` (all pairs when fewer than
+    three fit across the box); a block gathers about ``BUILD_BLOCK_CANDIDATES`` of
+    them, so memory stays bounded for any radius.
+    """
+    side = cells_per_side(box_length, radius)
+    blocks = (_all_pair_candidates(len(positions)) if side < 3
+              else _cell_candidates(positions, side=side, box_length=box_length))
+    for first, second in blocks:
+        delta = positions[first] - positions[second]
+        _minimum_image(delta, np.empty_like(delta), box_length)
+        r2 = np.einsum("ij,ij->i", delta, delta)
+        close = r2 < radius * radius
+        yield first[close], second[close], r2[close]
+
+
 def _all_pair_candidates(count: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Every pair i < j, in blocks of rows."""
-    rows = max(1, BUILD_BLOCK_PARTICLES * 16 // max(count, 1))
+    rows = max(1, BUILD_BLOCK_CANDIDATES // max(count, 1))
     for start in range(0, count, rows):
         block = np.arange(start, min(start + rows, count))
         later = count - 1 - block
@@ -252,8 +262,9 @@ def _cell_candidates(positions: np.ndarray, *, side: int,
     by_cell = np.argsort(cell, kind="stable")
     cell_sizes = np.bincount(cell, minlength=side * side)
     cell_starts = np.cumsum(cell_sizes) - cell_sizes
-    for start in range(0, count, BUILD_BLOCK_PARTICLES):
-        block = np.arange(start, min(start + BUILD_BLOCK_PARTICLES, count))
+    rows = max(1, BUILD_BLOCK_CANDIDATES * side * side // (len(CELL_OFFSETS) * count))
+    for start in range(0, count, rows):
+        block = np.arange(start, min(start + rows, count))
         firsts, seconds = [], []
         for shift_x, shift_y in CELL_OFFSETS:
             other = ((cell_xy[block, 0] + shift_x) % side
