@@ -462,6 +462,36 @@ def results_export(since: str | None, fmt: str, database_url: str | None,
     results_module.export_results(store, since=_parse_since(since), fmt=fmt, out=sys.stdout)
 
 
+@results.command("plot")
+@click.argument("task_id")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for the PNG files (default plots/<task id>).")
+@server_option
+@config_option
+@reports_errors
+def results_plot(task_id: str, out_dir: str | None, server_url: str | None,
+                 config_path: str | None) -> None:
+    """Draw a simulation's energy, temperature and particles as PNG files.
+
+    Example:
+
+        elastic results plot sim_001 --out pictures/
+    """
+    from elastic import plots
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    task = Transport(settings.server_url, token=settings.token).get(task_status_path(task_id))
+    folder = Path(out_dir) if out_dir else plots.default_folder(task_id)
+    try:
+        written = plots.write_plots(task.get("result") or {}, folder)
+    except ModuleNotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for path in written:
+        stdout.print(str(path), highlight=False)
+
+
 def _parse_since(since: str | None) -> float | None:
     if since is None:
         return None
