@@ -16,11 +16,11 @@ Two details keep it fast without changing a bit:
   exactly (``dx / L`` rounds into [-1/4, 1/4]), so its minimum image is ``dx`` itself
   and the division is skipped.
 
-``Workspace(threads=T)`` with T > 1 computes forces on T OpenMP threads: each pair's
-force is computed once and stored, then each particle adds up its pairs' forces in
-the serial order (partners ascending), and the energy is added up in pair order. The
-result is bit-identical to one thread, whatever T (without OpenMP the same code runs
-on one thread).
+``Workspace(threads=T)`` with T > 1 computes forces on T OpenMP threads (from
+``PARALLEL_MIN_PARTICLES`` particles up): each pair's force is computed once and stored,
+then each particle adds up its pairs' forces in the serial order (partners ascending),
+and the energy and virial are added up in pair order. The result is bit-identical to
+one thread, whatever T (without OpenMP the same code runs on one thread).
 """
 
 from cython.parallel cimport prange
@@ -36,6 +36,10 @@ from elastic.kernels.python_kernel import (
     cells_per_side,
     lj_energy_shift,
 )
+
+# Below this many particles a step is too short to share: the threads would mostly
+# wait for each other, so the serial loops run (same bits either way).
+PARALLEL_MIN_PARTICLES = 8192
 
 cdef extern from *:
     """
@@ -75,6 +79,7 @@ cdef class Workspace:
 
     cdef public double skin
     cdef public int threads
+    cdef readonly int active_threads   # threads, or 1 below PARALLEL_MIN_PARTICLES
     cdef public long long pair_evaluations
     cdef public double virial
     cdef public long long list_builds
@@ -105,6 +110,7 @@ cdef class Workspace:
         if not skin > 0:
             raise ValueError(f"skin must be positive, got {skin!r}")
         self.threads = threads
+        self.active_threads = 1
         self.skin = skin
         self.pair_evaluations = 0
         self.virial = NAN
@@ -185,7 +191,8 @@ cdef class Workspace:
         if (self.is_built and positions.shape[0] == self.count
                 and box_length == self.built_box_length and cutoff == self.built_cutoff
                 and not _has_moved_too_far(&positions[0, 0], self.built_positions,
-                                           self.count, box_length, limit, self.threads)):
+                                           self.count, box_length, limit,
+                                           self.active_threads)):
             return
         self.rebuild(positions, box_length, cutoff)
 
@@ -195,6 +202,7 @@ cdef class Workspace:
         cdef Py_ssize_t count = positions.shape[0]
         cdef double radius = cutoff + self.skin
         cdef int side = cells_per_side(box_length, radius)
+        self.active_threads = self.threads if count >= PARALLEL_MIN_PARTICLES else 1
         self._size_for(count, <Py_ssize_t> side * side if side >= 3 else 1)
         cdef Py_ssize_t needed
         while True:
@@ -204,7 +212,7 @@ cdef class Workspace:
             if needed <= self.capacity:
                 break
             self._grow_pairs(needed + needed // 4)
-        if self.threads > 1:
+        if self.active_threads > 1:
             _index_incoming(self.starts, self.neighbours, self.incoming_starts,
                             self.incoming, count)
         cdef Py_ssize_t k
@@ -265,11 +273,11 @@ def integrate_steps(double[:, ::1] positions, double[:, ::1] velocities,
     with nogil:
         for step in range(num_steps):
             if _kick_and_drift(x, v, f, workspace.built_positions, count, 0.5 * dt, dt,
-                               box_length, limit, workspace.threads):
+                               box_length, limit, workspace.active_threads):
                 with gil:
                     workspace.rebuild(positions, box_length, cutoff)
             energy = _forces(workspace, x, f, &box, step == num_steps - 1)
-            _kick(v, f, count, 0.5 * dt, workspace.threads)
+            _kick(v, f, count, 0.5 * dt, workspace.active_threads)
     return energy
 
 
@@ -357,7 +365,7 @@ cdef void _kick(double* v, const double* f, Py_ssize_t count, double half_dt,
 cdef double _forces(Workspace workspace, const double* x, double* f, const Box* box,
                     bint with_energy) noexcept nogil:
     """Forces from the listed pairs; the potential energy, or nan if not asked."""
-    if workspace.threads > 1:
+    if workspace.active_threads > 1:
         return _forces_on_threads(workspace, x, f, box, with_energy)
     cdef Py_ssize_t count = workspace.count
     cdef const int64_t* starts = workspace.starts
@@ -418,7 +426,7 @@ cdef double _forces_on_threads(Workspace workspace, const double* x, double* f,
     cdef double energy = 0.0
     cdef double virial = 0.0
     cdef long long evaluated = 0
-    for i in prange(count, nogil=True, num_threads=workspace.threads, schedule="static"):
+    for i in prange(count, nogil=True, num_threads=workspace.active_threads, schedule="static"):
         xi = x[2 * i]
         yi = x[2 * i + 1]
         for slot in range(starts[i], starts[i + 1]):
@@ -441,7 +449,7 @@ cdef double _forces_on_threads(Workspace workspace, const double* x, double* f,
                 pair_forces[2 * slot + 1] = 0.0
                 pair_energies[slot] = 0.0
                 pair_virials[slot] = 0.0
-    for i in prange(count, nogil=True, num_threads=workspace.threads, schedule="static"):
+    for i in prange(count, nogil=True, num_threads=workspace.active_threads, schedule="static"):
         fxi = 0.0
         fyi = 0.0
         for other in range(incoming_starts[i], incoming_starts[i + 1]):
