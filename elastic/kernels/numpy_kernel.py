@@ -35,27 +35,43 @@ CELL_OFFSETS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
 class _PairArrays:
-    """Scratch arrays for one list of ``count`` pairs (reused by every step)."""
+    """The listed pairs and every per-pair scratch array, kept between list builds.
 
-    def __init__(self, first: np.ndarray, second: np.ndarray) -> None:
-        count = len(first)
-        self.first = first.astype(np.intp)
-        self.second = second.astype(np.intp)
-        receivers = np.empty((count, 4), dtype=np.intp)
-        receivers[:, 0] = 2 * self.first
-        receivers[:, 1] = receivers[:, 0] + 1
-        receivers[:, 2] = 2 * self.second
-        receivers[:, 3] = receivers[:, 2] + 1
-        self.receivers = receivers.ravel()  # +f to (i.x, i.y), -f to (j.x, j.y)
-        self.delta = np.empty((count, 2))
-        self.work = np.empty((count, 2))
-        self.r2 = np.empty(count)
-        self.inv_r2 = np.empty(count)
-        self.inv_r6 = np.empty(count)
-        self.magnitude = np.empty(count)
-        self.term = np.empty(count)
-        self.weights = np.empty((count, 4))
-        self.outside = np.empty(count, dtype=bool)
+    Arrays are allocated with room to spare and the list uses their first ``count``
+    elements, so a rebuild writes into memory the process already has.
+    """
+
+    def __init__(self) -> None:
+        self._capacity = -1
+        self.assign([])
+
+    def assign(self, blocks: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Hold the pairs of ``blocks`` (i and j arrays, in pair order)."""
+        count = sum(len(first) for first, _ in blocks)
+        if count > self._capacity:
+            self._allocate(count + count // 4 + 64)
+        self._set_views(count)
+        offset = 0
+        for first, second in blocks:
+            stop = offset + len(first)
+            self.first[offset:stop] = first
+            self.second[offset:stop] = second
+            offset = stop
+
+    def _allocate(self, capacity: int) -> None:
+        """New arrays for up to ``capacity`` pairs."""
+        self._capacity = capacity
+        self._indices = np.empty((2, capacity), dtype=np.intp)
+        self._pairs_by_two = np.empty((2, capacity, 2))
+        self._values = np.empty((5, capacity))
+        self._outside = np.empty(capacity, dtype=bool)
+
+    def _set_views(self, count: int) -> None:
+        """Point the named arrays at the first ``count`` pairs."""
+        self.first, self.second = self._indices[0, :count], self._indices[1, :count]
+        self.delta, self.work = self._pairs_by_two[0, :count], self._pairs_by_two[1, :count]
+        self.r2, self.inv_r2, self.inv_r6, self.magnitude, self.term = self._values[:, :count]
+        self.outside = self._outside[:count]
 
 
 class Workspace:
@@ -70,12 +86,15 @@ class Workspace:
         self.pair_evaluations = 0
         self.virial = math.nan
         self.list_builds = 0
-        self.pairs = _PairArrays(np.empty(0, np.intp), np.empty(0, np.intp))
-        self._built_positions = np.empty((0, 2))
-        self._moved = np.empty((0, 2))
+        self.pairs = _PairArrays()
+        self._particles = np.empty((4, 0, 2))
         self._moved_sq = np.empty(0)
-        self._step_buffer = np.empty((0, 2))
         self._built_for: tuple[int, float, float] | None = None
+
+    @property
+    def step_buffer(self) -> np.ndarray:
+        """An (N, 2) scratch array for the integrator."""
+        return self._particles[0]
 
     def refresh(self, positions: np.ndarray, *, box_length: float, cutoff: float) -> None:
         """Rebuild the list if the box changed or a particle moved over half the skin."""
@@ -84,33 +103,25 @@ class Workspace:
         if shape == self._built_for and not self._has_moved_too_far(
                 positions, box_length=box_length, limit=limit):
             return
-        first, second = find_close_pairs(positions, box_length=box_length,
-                                         radius=cutoff + self.skin)
-        self.pairs = _PairArrays(first, second)
-        self._built_positions = positions.copy()
-        if len(self._moved) != len(positions):
-            self._moved = np.empty_like(positions)
+        self.pairs.assign(list(close_pairs_in_order(positions, box_length=box_length,
+                                                    radius=cutoff + self.skin)))
+        if self._particles.shape[1] != len(positions):
+            self._particles = np.empty((4, len(positions), 2))
             self._moved_sq = np.empty(len(positions))
-            self._step_buffer = np.empty_like(positions)
+        np.copyto(self._particles[1], positions)
         self._built_for = shape
         self.list_builds += 1
 
     def _has_moved_too_far(self, positions: np.ndarray, *, box_length: float,
                            limit: float) -> bool:
         """Whether any particle is ``limit`` or more from where it was (minimum image)."""
-        moved = self._moved
-        np.subtract(positions, self._built_positions, out=moved)
+        built, moved, scratch = self._particles[1], self._particles[2], self._particles[3]
+        np.subtract(positions, built, out=moved)
         np.abs(moved, out=moved)
-        np.minimum(moved, np.subtract(box_length, moved, out=self._step_buffer), out=moved)
+        np.minimum(moved, np.subtract(box_length, moved, out=scratch), out=moved)
         np.multiply(moved, moved, out=moved)
         np.add(moved[:, 0], moved[:, 1], out=self._moved_sq)
         return bool(self._moved_sq.max(initial=0.0) >= limit * limit)
-
-    def step_buffer(self, positions: np.ndarray) -> np.ndarray:
-        """An (N, 2) scratch array for the integrator."""
-        if self._step_buffer.shape != positions.shape:
-            self._step_buffer = np.empty_like(positions)
-        return self._step_buffer
 
 
 @np.errstate(all="ignore")  # a blown-up state gives inf and nan, as the other kernels do
@@ -131,8 +142,9 @@ def integrate_steps(positions: np.ndarray, velocities: np.ndarray, forces: np.nd
     workspace = workspace or Workspace()
     half_dt = 0.5 * dt
     energy = math.nan
+    workspace.refresh(positions, box_length=box_length, cutoff=cutoff)
     for step in range(num_steps):
-        kick = workspace.step_buffer(positions)
+        kick = workspace.step_buffer
         velocities += np.multiply(half_dt, forces, out=kick)
         positions += np.multiply(dt, velocities, out=kick)
         np.divide(positions, box_length, out=kick)
@@ -142,7 +154,7 @@ def integrate_steps(positions: np.ndarray, velocities: np.ndarray, forces: np.nd
         workspace.refresh(positions, box_length=box_length, cutoff=cutoff)
         energy = _pair_forces(positions, forces, workspace, box_length=box_length,
                               cutoff=cutoff, with_energy=step == num_steps - 1)
-        velocities += np.multiply(half_dt, forces, out=workspace.step_buffer(positions))
+        velocities += np.multiply(half_dt, forces, out=workspace.step_buffer)
     return energy
 
 
@@ -151,11 +163,13 @@ def _pair_forces(positions: np.ndarray, forces: np.ndarray, workspace: Workspace
     """Fill ``forces`` from the listed pairs; the potential energy, or nan if not asked."""
     pairs = workspace.pairs
     delta, work = pairs.delta, pairs.work
-    np.take(positions, pairs.first, axis=0, out=delta)
-    delta -= np.take(positions, pairs.second, axis=0, out=work)
+    points = as_complex(positions)  # one complex per particle: 1-D gathers are fast
+    np.take(points, pairs.first, out=as_complex(delta))
+    np.subtract(as_complex(delta), np.take(points, pairs.second, out=as_complex(work)),
+                out=as_complex(delta))
     _minimum_image(delta, work, box_length)
-    np.multiply(delta, delta, out=work)
-    np.add(work[:, 0], work[:, 1], out=pairs.r2)
+    np.multiply(delta[:, 0], delta[:, 0], out=pairs.r2)
+    pairs.r2 += np.multiply(delta[:, 1], delta[:, 1], out=pairs.term)
     np.greater_equal(pairs.r2, cutoff * cutoff, out=pairs.outside)
     workspace.pair_evaluations += len(pairs.r2) - int(np.count_nonzero(pairs.outside))
     np.divide(1.0, pairs.r2, out=pairs.inv_r2)
@@ -166,11 +180,18 @@ def _pair_forces(positions: np.ndarray, forces: np.ndarray, workspace: Workspace
     if with_energy:
         workspace.virial = _sum_in_order(pairs.magnitude, pairs.term)
     pairs.magnitude *= pairs.inv_r2
-    np.multiply(pairs.magnitude[:, None], delta, out=pairs.weights[:, :2])
-    np.negative(pairs.weights[:, :2], out=pairs.weights[:, 2:])
+    pair_forces = np.multiply(pairs.magnitude[:, None], delta, out=work)
+    # Each particle gets -f from its pairs (i, k), i < k, in the order of i, and only
+    # then +f from its pairs (k, j), in the order of j: the reference's order.
     forces.fill(0.0)
-    np.add.at(forces.reshape(-1), pairs.receivers, pairs.weights.reshape(-1))
+    np.subtract.at(as_complex(forces), pairs.second, as_complex(pair_forces))
+    np.add.at(as_complex(forces), pairs.first, as_complex(pair_forces))
     return _pair_energy(pairs, cutoff) if with_energy else math.nan
+
+
+def as_complex(pairs_of_floats: np.ndarray) -> np.ndarray:
+    """An (N, 2) C-contiguous float64 array seen as N complex numbers (no copy)."""
+    return pairs_of_floats.view(np.complex128).reshape(-1)
 
 
 def _lj_strength(pairs: _PairArrays) -> None:
@@ -209,19 +230,14 @@ def _minimum_image(delta: np.ndarray, work: np.ndarray, box_length: float) -> No
     delta -= work
 
 
-def find_close_pairs(positions: np.ndarray, *, box_length: float,
-                     radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (i, j), i < j, of the pairs closer than ``radius``, sorted by i then j."""
+def close_pairs_in_order(positions: np.ndarray, *, box_length: float,
+                         radius: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Blocks of (i, j), i < j, of the pairs closer than ``radius``; all in pair order."""
     count = len(positions)
-    found_first, found_second = [], []
     for first, second, _ in close_pair_blocks(positions, box_length=box_length, radius=radius):
         keys = first * count + second
         keys.sort()
-        found_first.append(keys // count)
-        found_second.append(keys % count)
-    if not found_first:
-        return np.empty(0, np.intp), np.empty(0, np.intp)
-    return np.concatenate(found_first), np.concatenate(found_second)
+        yield keys // count, keys % count
 
 
 def close_pair_blocks(positions: np.ndarray, *, box_length: float,
@@ -234,10 +250,11 @@ def close_pair_blocks(positions: np.ndarray, *, box_length: float,
     them, so memory stays bounded for any radius.
     """
     side = cells_per_side(box_length, radius)
+    points = as_complex(np.ascontiguousarray(positions, dtype=np.float64))
     blocks = (_all_pair_candidates(len(positions)) if side < 3
               else _cell_candidates(positions, side=side, box_length=box_length))
     for first, second in blocks:
-        delta = positions[first] - positions[second]
+        delta = (points[first] - points[second]).view(np.float64).reshape(-1, 2)
         _minimum_image(delta, np.empty_like(delta), box_length)
         r2 = np.einsum("ij,ij->i", delta, delta)
         close = r2 < radius * radius
