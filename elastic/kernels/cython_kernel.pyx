@@ -94,7 +94,8 @@ cdef class Workspace:
     cdef int32_t* cell_sizes
     cdef int32_t* cell_starts
     cdef int32_t* by_cell
-    cdef int32_t* particle_cell
+    cdef int32_t* particle_column
+    cdef int32_t* particle_row
     cdef Py_ssize_t cell_capacity
     # threads > 1 only: pair forces, energies and virials, and each j's pairs (i < j,
     # i ascending)
@@ -128,7 +129,8 @@ cdef class Workspace:
         free(self.cell_sizes)
         free(self.cell_starts)
         free(self.by_cell)
-        free(self.particle_cell)
+        free(self.particle_column)
+        free(self.particle_row)
         free(self.pair_forces)
         free(self.pair_energies)
         free(self.pair_virials)
@@ -140,7 +142,8 @@ cdef class Workspace:
         self.cell_sizes = NULL
         self.cell_starts = NULL
         self.by_cell = NULL
-        self.particle_cell = NULL
+        self.particle_column = NULL
+        self.particle_row = NULL
         self.pair_forces = NULL
         self.pair_energies = NULL
         self.pair_virials = NULL
@@ -158,7 +161,8 @@ cdef class Workspace:
             self.built_positions = <double*> _allocate(2 * count * sizeof(double))
             self.starts = <int64_t*> _allocate((count + 1) * sizeof(int64_t))
             self.by_cell = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
-            self.particle_cell = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
+            self.particle_column = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
+            self.particle_row = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
             self.incoming_starts = <int64_t*> _allocate((count + 2) * sizeof(int64_t))
             self.count = count
             self._grow_pairs(8 * count + 64)
@@ -474,8 +478,9 @@ cdef double _forces_on_threads(Workspace workspace, const double* x, double* f,
 cdef Py_ssize_t _build_list(Workspace workspace, const double* x, Py_ssize_t count,
                             double box_length, double radius_sq, int side) noexcept nogil:
     """Fill starts/neighbours; the number of pairs (over capacity: nothing usable)."""
+    cdef int most_in_a_cell = 0
     if side >= 3:
-        _sort_into_cells(workspace, x, count, box_length, side)
+        most_in_a_cell = _sort_into_cells(workspace, x, count, box_length, side)
     cdef Py_ssize_t found = 0
     cdef Py_ssize_t i
     cdef Py_ssize_t capacity = workspace.capacity
@@ -483,7 +488,7 @@ cdef Py_ssize_t _build_list(Workspace workspace, const double* x, Py_ssize_t cou
         workspace.starts[i] = found
         if side >= 3:
             found = _list_from_cells(workspace, x, i, box_length, radius_sq, side, found,
-                                     capacity)
+                                     found + 9 * most_in_a_cell <= capacity)
         else:
             found = _list_from_all(workspace, x, i, count, box_length, radius_sq, found,
                                    capacity)
@@ -491,11 +496,13 @@ cdef Py_ssize_t _build_list(Workspace workspace, const double* x, Py_ssize_t cou
     return found
 
 
-cdef void _sort_into_cells(Workspace workspace, const double* x, Py_ssize_t count,
-                           double box_length, int side) noexcept nogil:
-    """Counting sort of the particles by cell, ascending index within each cell."""
+cdef int _sort_into_cells(Workspace workspace, const double* x, Py_ssize_t count,
+                          double box_length, int side) noexcept nogil:
+    """Counting sort of the particles by cell, ascending index within each cell; the
+    largest number of particles in one cell."""
     cdef Py_ssize_t k
     cdef int column, row, cell
+    cdef int most = 0
     cdef double scale = side / box_length
     for k in range(side * side):
         workspace.cell_sizes[k] = 0
@@ -504,18 +511,21 @@ cdef void _sort_into_cells(Workspace workspace, const double* x, Py_ssize_t coun
         row = <int> (x[2 * k + 1] * scale)
         column = 0 if column < 0 else (side - 1 if column >= side else column)
         row = 0 if row < 0 else (side - 1 if row >= side else row)
-        cell = column + side * row
-        workspace.particle_cell[k] = cell
-        workspace.cell_sizes[cell] += 1
+        workspace.particle_column[k] = column
+        workspace.particle_row[k] = row
+        workspace.cell_sizes[column + side * row] += 1
     cdef int running = 0
     for k in range(side * side):
         workspace.cell_starts[k] = running
         running += workspace.cell_sizes[k]
+        if workspace.cell_sizes[k] > most:
+            most = workspace.cell_sizes[k]
         workspace.cell_sizes[k] = 0
     for k in range(count):
-        cell = workspace.particle_cell[k]
+        cell = workspace.particle_column[k] + side * workspace.particle_row[k]
         workspace.by_cell[workspace.cell_starts[cell] + workspace.cell_sizes[cell]] = <int32_t> k
         workspace.cell_sizes[cell] += 1
+    return most
 
 
 cdef inline double _any_image_distance_sq(const double* x, Py_ssize_t i, Py_ssize_t j,
@@ -534,28 +544,49 @@ cdef inline double _any_image_distance_sq(const double* x, Py_ssize_t i, Py_ssiz
     return dx * dx + dy * dy
 
 
+cdef inline int _wrapped_cell(int cell, int side, double coordinate, double box_length,
+                              double* image) noexcept nogil:
+    """A neighbouring cell index along one axis, wrapped; ``image`` gets the coordinate
+    seen from that cell's particles (shifted by L across the boundary)."""
+    if cell < 0:
+        image[0] = coordinate + box_length
+        return cell + side
+    if cell >= side:
+        image[0] = coordinate - box_length
+        return cell - side
+    image[0] = coordinate
+    return cell
+
+
 cdef Py_ssize_t _list_from_cells(Workspace workspace, const double* x, Py_ssize_t i,
                                  double box_length, double radius_sq, int side,
-                                 Py_ssize_t found, Py_ssize_t capacity) noexcept nogil:
-    """Append i's neighbours from the 9 cells around it, sorted; the new pair count."""
-    cdef int cell = workspace.particle_cell[i]
-    cdef int column = cell % side
-    cdef int row = cell // side
-    cdef int shift_column, shift_row, other, member
+                                 Py_ssize_t found, bint can_write) noexcept nogil:
+    """Append i's neighbours from the 9 cells around it, sorted; the new pair count.
+
+    Appends without branching: every candidate is written, and kept by moving on only
+    if it is a later particle within the radius (``can_write`` False: only counts).
+    """
+    cdef int32_t* neighbours = workspace.neighbours
+    cdef const int32_t* by_cell = workspace.by_cell
+    cdef int shift_column, shift_row, other_row, other, member, end
+    cdef double image_x, image_y, dx, dy
     cdef Py_ssize_t j, first = found
     for shift_row in range(-1, 2):
+        other_row = _wrapped_cell(workspace.particle_row[i] + shift_row, side, x[2 * i + 1],
+                                  box_length, &image_y)
         for shift_column in range(-1, 2):
-            other = ((column + shift_column + side) % side
-                     + side * ((row + shift_row + side) % side))
-            for member in range(workspace.cell_starts[other],
-                                workspace.cell_starts[other] + workspace.cell_sizes[other]):
-                j = workspace.by_cell[member]
-                if j > i and _any_image_distance_sq(x, i, j, box_length) < radius_sq:
-                    if found < capacity:
-                        workspace.neighbours[found] = <int32_t> j
-                    found += 1
-    if found <= capacity:
-        _insertion_sort(workspace.neighbours + first, found - first)
+            other = side * other_row + _wrapped_cell(workspace.particle_column[i] + shift_column,
+                                                     side, x[2 * i], box_length, &image_x)
+            end = workspace.cell_starts[other] + workspace.cell_sizes[other]
+            for member in range(workspace.cell_starts[other], end):
+                j = by_cell[member]
+                dx = image_x - x[2 * j]
+                dy = image_y - x[2 * j + 1]
+                if can_write:
+                    neighbours[found] = <int32_t> j
+                found += (j > i) & (dx * dx + dy * dy < radius_sq)
+    if can_write:
+        _insertion_sort(neighbours + first, found - first)
     return found
 
 
