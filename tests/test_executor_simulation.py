@@ -6,9 +6,12 @@ from typing import Any
 
 import pytest
 
+from elastic import kernels
 from elastic.errors import InvalidTask, TaskCancelled
 from elastic.executors.base import ExecutionContext
 from elastic.executors.simulation import Simulation, SimulationTask
+from elastic.kernels import cost
+from elastic.kernels.params import parse_simulation_params
 
 DATA = {"algorithm": "numpy", "parameters": {"num_particles": 30, "num_steps": 40, "seed": 2}}
 
@@ -145,3 +148,42 @@ def test_a_task_cancelled_before_it_starts_does_no_work() -> None:
     with pytest.raises(TaskCancelled):
         Simulation().run(Simulation().validate(DATA), context)
     assert progress == []
+
+
+def test_a_run_over_the_time_limit_is_refused_naming_num_steps_before_any_work() -> None:
+    executor = Simulation()
+    task = executor.validate({"algorithm": "numpy", "parameters": {"num_particles": 100_000,
+                                                                   "num_steps": 1_000_000}})
+    context, progress, _ = recording_context(time_limit_seconds=60.0)
+    with pytest.raises(InvalidTask) as caught:
+        executor.run(task, context)
+    assert caught.value.field == "parameters.num_steps"
+    assert caught.value.retryable is False
+    assert "over its time limit of 60 s" in caught.value.message
+    assert progress == []
+
+
+def test_a_run_within_the_time_limit_runs() -> None:
+    executor = Simulation()
+    context, progress, _ = recording_context(time_limit_seconds=60.0)
+    assert executor.run(executor.validate(DATA), context)["steps_completed"] == 40
+    assert progress[-1] == 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["python", "numpy", "cython"])
+def test_the_time_estimate_is_within_a_factor_of_three_of_the_run(algorithm: str) -> None:
+    if algorithm not in kernels.ALGORITHMS:
+        pytest.skip(f"{algorithm} not built here")
+    count, steps = {"python": (300, 30), "numpy": (3000, 100), "cython": (5000, 2000)}[algorithm]
+    params = parse_simulation_params({"num_particles": count, "num_steps": steps,
+                                      "sample_every": steps // 10})
+    factor = cost.measure_speed_factor(kernels.ALGORITHMS[algorithm], algorithm)
+    estimate = cost.estimate_seconds(params, algorithm, speed_factor=factor)
+    measured = kernels.run_simulation(params, algorithm=algorithm)["execution_time_s"]
+    assert estimate / 3 < measured < estimate * 3
+
+
+def test_more_than_one_thread_is_refused_for_python_and_numpy() -> None:
+    data = {"algorithm": "numpy", "parameters": {**DATA["parameters"], "threads": 2}}
+    assert field_of_error(data) == "parameters.threads"
+    assert Simulation().validate({**data, "algorithm": "cython"}).parameters.threads == 2
