@@ -11,6 +11,7 @@ checkpoint after each chunk and returns the spec's result.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -22,6 +23,10 @@ from elastic.kernels.observables import kinetic_energy, total_momentum
 from elastic.kernels.params import SimulationParams
 
 KNOWN_ALGORITHMS = ("python", "numpy", "cython")
+# The compiled kernel's OpenMP threads wait for each other by sleeping, not spinning
+# (read when the extension loads): a worker shares its CPUs with other tasks, and a
+# spinning thread on a busy machine made a threaded step up to 10x slower than a serial one.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ALGORITHMS: dict[str, ModuleType] = {"python": python_kernel, "numpy": numpy_kernel}
 CYTHON_IMPORT_ERROR: str | None = None
 try:

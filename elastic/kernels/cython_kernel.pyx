@@ -280,8 +280,12 @@ def integrate_steps(double[:, ::1] positions, double[:, ::1] velocities,
                                box_length, limit, workspace.active_threads):
                 with gil:
                     workspace.rebuild(positions, box_length, cutoff)
-            energy = _forces(workspace, x, f, &box, step == num_steps - 1)
-            _kick(v, f, count, 0.5 * dt, workspace.active_threads)
+            if workspace.active_threads > 1:
+                energy = _forces_on_threads(workspace, x, f, &box, step == num_steps - 1, v,
+                                            0.5 * dt)
+            else:
+                energy = _forces(workspace, x, f, &box, step == num_steps - 1)
+                _kick(v, f, count, 0.5 * dt)
     return energy
 
 
@@ -318,23 +322,23 @@ cdef bint _kick_and_drift(double* x, double* v, const double* f, const double* b
                           Py_ssize_t count, double half_dt, double dt, double box_length,
                           double limit, int threads) noexcept nogil:
     """``v += dt/2 F``, ``x += dt v``, wrap; whether a particle moved ``limit`` or more."""
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, axis
     cdef int moved = 0
     cdef double half_box = 0.5 * box_length
     cdef double limit_sq = limit * limit
-    cdef double position, shift, dx, dy
-    for k in prange(2 * count, nogil=True, num_threads=threads, schedule="static"):
-        v[k] += half_dt * f[k]
-        position = x[k] + dt * v[k]
-        x[k] = position - box_length * elastic_exact_floor(position / box_length)
+    cdef double position, distance_sq, offset
     for k in prange(count, nogil=True, num_threads=threads, schedule="static"):
-        dx = fabs(x[2 * k] - built[2 * k])
-        dy = fabs(x[2 * k + 1] - built[2 * k + 1])
-        if dx > half_box:
-            dx = box_length - dx
-        if dy > half_box:
-            dy = box_length - dy
-        if dx * dx + dy * dy >= limit_sq:
+        distance_sq = 0.0
+        for axis in range(2):
+            v[2 * k + axis] += half_dt * f[2 * k + axis]
+            position = x[2 * k + axis] + dt * v[2 * k + axis]
+            position = position - box_length * elastic_exact_floor(position / box_length)
+            x[2 * k + axis] = position
+            offset = fabs(position - built[2 * k + axis])
+            if offset > half_box:
+                offset = box_length - offset
+            distance_sq = distance_sq + offset * offset
+        if distance_sq >= limit_sq:
             moved += 1
     return moved > 0
 
@@ -358,11 +362,10 @@ cdef bint _has_moved_too_far(const double* x, const double* built, Py_ssize_t co
     return moved > 0
 
 
-cdef void _kick(double* v, const double* f, Py_ssize_t count, double half_dt,
-                int threads) noexcept nogil:
+cdef void _kick(double* v, const double* f, Py_ssize_t count, double half_dt) noexcept nogil:
     """``v += 0.5 * dt * F``."""
     cdef Py_ssize_t k
-    for k in prange(2 * count, nogil=True, num_threads=threads, schedule="static"):
+    for k in range(2 * count):
         v[k] += half_dt * f[k]
 
 
@@ -370,7 +373,7 @@ cdef double _forces(Workspace workspace, const double* x, double* f, const Box* 
                     bint with_energy) noexcept nogil:
     """Forces from the listed pairs; the potential energy, or nan if not asked."""
     if workspace.active_threads > 1:
-        return _forces_on_threads(workspace, x, f, box, with_energy)
+        return _forces_on_threads(workspace, x, f, box, with_energy, NULL, 0.0)
     cdef Py_ssize_t count = workspace.count
     cdef const int64_t* starts = workspace.starts
     cdef const int32_t* neighbours = workspace.neighbours
@@ -415,8 +418,13 @@ cdef double _forces(Workspace workspace, const double* x, double* f, const Box* 
 
 
 cdef double _forces_on_threads(Workspace workspace, const double* x, double* f,
-                               const Box* box, bint with_energy) noexcept nogil:
-    """``_forces`` on ``workspace.threads`` threads, with the same bits."""
+                               const Box* box, bint with_energy, double* kick_velocities,
+                               double half_dt) noexcept nogil:
+    """``_forces`` on ``workspace.active_threads`` threads, with the same bits.
+
+    With ``kick_velocities``, each particle's velocity also gets ``+= half_dt * F`` as
+    soon as its force is known (one pass over the particles fewer).
+    """
     cdef Py_ssize_t count = workspace.count
     cdef const int64_t* starts = workspace.starts
     cdef const int32_t* neighbours = workspace.neighbours
@@ -465,6 +473,9 @@ cdef double _forces_on_threads(Workspace workspace, const double* x, double* f,
             fyi = fyi + pair_forces[2 * slot + 1]
         f[2 * i] = fxi
         f[2 * i + 1] = fyi
+        if kick_velocities != NULL:
+            kick_velocities[2 * i] += half_dt * fxi
+            kick_velocities[2 * i + 1] += half_dt * fyi
     workspace.pair_evaluations += evaluated
     if not with_energy:
         return NAN
