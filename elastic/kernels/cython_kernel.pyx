@@ -16,17 +16,21 @@ Two details keep it fast without changing a bit:
   exactly (``dx / L`` rounds into [-1/4, 1/4]), so its minimum image is ``dx`` itself
   and the division is skipped.
 
-``Workspace(threads=T)`` with T > 1 computes forces on T OpenMP threads (from
-``PARALLEL_MIN_PARTICLES`` particles up): each pair's force is computed once and stored,
-then each particle adds up its pairs' forces in the serial order (partners ascending),
-and the energy and virial are added up in pair order. The result is bit-identical to
-one thread, whatever T (without OpenMP the same code runs on one thread).
+``Workspace(threads=T)`` with T > 1 (from ``PARALLEL_MIN_PARTICLES`` particles up)
+splits the particles into T ranges of i, one per OpenMP thread, and builds the list
+and computes forces range by range. A pair whose j lies in a later range ("crossing")
+is computed first and stored; each thread then runs the serial loop over its range,
+its particles starting from the crossing forces they receive, which come first in
+the serial order. Energy and virial are added up in pair order. The result is
+bit-identical to one thread, whatever T (without OpenMP the same code runs on one
+thread). Particles are numbered along the initial lattice, so crossing pairs are few.
 """
 
 from cython.parallel cimport prange
 from libc.math cimport NAN, fabs
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memmove
 
 import numpy as np
 
@@ -40,6 +44,8 @@ from elastic.kernels.python_kernel import (
 # Below this many particles a step is too short to share: the threads would mostly
 # wait for each other, so the serial loops run (same bits either way).
 PARALLEL_MIN_PARTICLES = 8192
+cdef enum:
+    MAX_PARTS = 64  # the most threads a list is built with (parameters.threads <= 64)
 
 cdef extern from *:
     """
@@ -69,7 +75,6 @@ def exact_floor(double[::1] values):
 cdef struct Box:
     double length
     double quarter       # L / 4: below it a difference needs no minimum image
-    double half          # L / 2
     double cutoff_sq
     double energy_shift
 
@@ -97,13 +102,19 @@ cdef class Workspace:
     cdef int32_t* particle_column
     cdef int32_t* particle_row
     cdef Py_ssize_t cell_capacity
-    # threads > 1 only: pair forces, energies and virials, and each j's pairs (i < j,
-    # i ascending)
+    # threads > 1 only. Particles are split into ``parts`` ranges of i, one per thread;
+    # a crossing pair has its j in a later range than its i. Its force is computed
+    # first and stored (pair_forces, by slot); crossing_first[i] is where i's crossing
+    # pairs begin in its list, crossing_into[crossing_starts[j]:crossing_starts[j + 1]]
+    # the slots of the crossing pairs into j, i ascending. Energies and virials of every
+    # pair are stored when the energy is asked for, and added up in pair order.
+    cdef int parts
     cdef double* pair_forces
     cdef double* pair_energies
     cdef double* pair_virials
-    cdef int64_t* incoming_starts
-    cdef int64_t* incoming
+    cdef int64_t* crossing_first
+    cdef int64_t* crossing_starts
+    cdef int64_t* crossing_into
 
     def __cinit__(self, *, int threads=1, double skin=DEFAULT_SKIN_LENGTH):
         if threads < 1:
@@ -112,6 +123,7 @@ cdef class Workspace:
             raise ValueError(f"skin must be positive, got {skin!r}")
         self.threads = threads
         self.active_threads = 1
+        self.parts = 1
         self.skin = skin
         self.pair_evaluations = 0
         self.virial = NAN
@@ -134,8 +146,9 @@ cdef class Workspace:
         free(self.pair_forces)
         free(self.pair_energies)
         free(self.pair_virials)
-        free(self.incoming_starts)
-        free(self.incoming)
+        free(self.crossing_first)
+        free(self.crossing_starts)
+        free(self.crossing_into)
         self.built_positions = NULL
         self.starts = NULL
         self.neighbours = NULL
@@ -147,8 +160,9 @@ cdef class Workspace:
         self.pair_forces = NULL
         self.pair_energies = NULL
         self.pair_virials = NULL
-        self.incoming_starts = NULL
-        self.incoming = NULL
+        self.crossing_first = NULL
+        self.crossing_starts = NULL
+        self.crossing_into = NULL
         self.capacity = 0
         self.cell_capacity = 0
         self.count = 0
@@ -163,7 +177,9 @@ cdef class Workspace:
             self.by_cell = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
             self.particle_column = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
             self.particle_row = <int32_t*> _allocate(count * sizeof(int32_t) + 1)
-            self.incoming_starts = <int64_t*> _allocate((count + 2) * sizeof(int64_t))
+            if self.threads > 1:
+                self.crossing_first = <int64_t*> _allocate(count * sizeof(int64_t))
+                self.crossing_starts = <int64_t*> _allocate((count + 2) * sizeof(int64_t))
             self.count = count
             self._grow_pairs(8 * count + 64)
         if cells > self.cell_capacity:
@@ -185,7 +201,8 @@ cdef class Workspace:
                                                         capacity * sizeof(double))
             self.pair_virials = <double*> _reallocate(self.pair_virials,
                                                        capacity * sizeof(double))
-            self.incoming = <int64_t*> _reallocate(self.incoming, capacity * sizeof(int64_t))
+            self.crossing_into = <int64_t*> _reallocate(self.crossing_into,
+                                                         capacity * sizeof(int64_t))
         self.capacity = capacity
 
     cdef void refresh(self, double[:, ::1] positions, double box_length,
@@ -208,20 +225,20 @@ cdef class Workspace:
         cdef int side = cells_per_side(box_length, radius)
         self.active_threads = self.threads if count >= PARALLEL_MIN_PARTICLES else 1
         self._size_for(count, <Py_ssize_t> side * side if side >= 3 else 1)
+        cdef int parts = min(self.active_threads, MAX_PARTS) if side >= 3 else 1
         cdef Py_ssize_t needed
         while True:
             with nogil:
                 needed = _build_list(self, &positions[0, 0], count, box_length,
-                                     radius * radius, side)
+                                     radius * radius, side, parts)
             if needed <= self.capacity:
                 break
             self._grow_pairs(needed + needed // 4)
+        self.parts = parts
         if self.active_threads > 1:
-            _index_incoming(self.starts, self.neighbours, self.incoming_starts,
-                            self.incoming, count)
-        cdef Py_ssize_t k
-        for k in range(2 * count):
-            self.built_positions[k] = positions[k // 2, k % 2]
+            with nogil:
+                _index_crossing_pairs(self, count)
+        memcpy(self.built_positions, &positions[0, 0], 2 * count * sizeof(double))
         self.built_box_length = box_length
         self.built_cutoff = cutoff
         self.is_built = True
@@ -280,7 +297,7 @@ def integrate_steps(double[:, ::1] positions, double[:, ::1] velocities,
                                box_length, limit, workspace.active_threads):
                 with gil:
                     workspace.rebuild(positions, box_length, cutoff)
-            if workspace.active_threads > 1:
+            if workspace.parts > 1:
                 energy = _forces_on_threads(workspace, x, f, &box, step == num_steps - 1, v,
                                             0.5 * dt)
             else:
@@ -294,7 +311,6 @@ cdef Box _box_of(double box_length, double cutoff):
     cdef Box box
     box.length = box_length
     box.quarter = 0.25 * box_length
-    box.half = 0.5 * box_length
     box.cutoff_sq = cutoff * cutoff
     box.energy_shift = lj_energy_shift(cutoff)
     return box
@@ -372,7 +388,7 @@ cdef void _kick(double* v, const double* f, Py_ssize_t count, double half_dt) no
 cdef double _forces(Workspace workspace, const double* x, double* f, const Box* box,
                     bint with_energy) noexcept nogil:
     """Forces from the listed pairs; the potential energy, or nan if not asked."""
-    if workspace.active_threads > 1:
+    if workspace.parts > 1:
         return _forces_on_threads(workspace, x, f, box, with_energy, NULL, 0.0)
     cdef Py_ssize_t count = workspace.count
     cdef const int64_t* starts = workspace.starts
@@ -420,91 +436,175 @@ cdef double _forces(Workspace workspace, const double* x, double* f, const Box* 
 cdef double _forces_on_threads(Workspace workspace, const double* x, double* f,
                                const Box* box, bint with_energy, double* kick_velocities,
                                double half_dt) noexcept nogil:
-    """``_forces`` on ``workspace.active_threads`` threads, with the same bits.
+    """``_forces`` on one thread per range of particles, with the same bits.
 
-    With ``kick_velocities``, each particle's velocity also gets ``+= half_dt * F`` as
-    soon as its force is known (one pass over the particles fewer).
+    First every thread computes the crossing pairs of its range; then each sweeps its
+    range as the serial loop does, its particles starting from the crossing forces
+    they receive (those come first in the serial order: their i is smaller), and using
+    the stored force of each crossing pair where its i meets it. With
+    ``kick_velocities``, each velocity gets ``+= half_dt * F`` as soon as F is final.
     """
-    cdef Py_ssize_t count = workspace.count
-    cdef const int64_t* starts = workspace.starts
-    cdef const int32_t* neighbours = workspace.neighbours
-    cdef double* pair_forces = workspace.pair_forces
-    cdef double* pair_energies = workspace.pair_energies
-    cdef double* pair_virials = workspace.pair_virials
-    cdef const int64_t* incoming_starts = workspace.incoming_starts
-    cdef const int64_t* incoming = workspace.incoming
-    cdef Py_ssize_t i, j, slot, other
-    cdef double xi, yi, fxi, fyi, dx, dy, r2, inv_r2, inv_r6, strength
+    cdef int parts = workspace.parts
+    cdef int part
+    cdef long long evaluated = 0
+    cdef Py_ssize_t slot
     cdef double energy = 0.0
     cdef double virial = 0.0
+    for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
+        evaluated += _crossing_forces(workspace, x, box, part, with_energy)
+    for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
+        evaluated += _sweep_range(workspace, x, f, box, part, with_energy, kick_velocities,
+                                  half_dt)
+    workspace.pair_evaluations += evaluated
+    if not with_energy:
+        return NAN
+    for slot in range(workspace.starts[workspace.count]):
+        energy += workspace.pair_energies[slot]
+        virial += workspace.pair_virials[slot]
+    workspace.virial = virial
+    return energy
+
+
+cdef inline Py_ssize_t _range_start(Workspace workspace, int part) noexcept nogil:
+    """The first particle of range ``part``."""
+    return workspace.count * part // workspace.parts
+
+
+cdef long long _crossing_forces(Workspace workspace, const double* x, const Box* box,
+                                int part, bint with_energy) noexcept nogil:
+    """Store the force (energy, virial) of every crossing pair of range ``part``; how many
+    were inside the cutoff."""
+    cdef Py_ssize_t i, slot
     cdef long long evaluated = 0
-    for i in prange(count, nogil=True, num_threads=workspace.active_threads, schedule="static"):
-        xi = x[2 * i]
-        yi = x[2 * i + 1]
-        for slot in range(starts[i], starts[i + 1]):
-            j = neighbours[slot]
-            dx = _minimum_image(xi - x[2 * j], box)
-            dy = _minimum_image(yi - x[2 * j + 1], box)
-            r2 = dx * dx + dy * dy
-            if r2 < box.cutoff_sq:
-                inv_r2 = 1.0 / r2
-                inv_r6 = inv_r2 * inv_r2 * inv_r2
-                strength = 24.0 * (2.0 * inv_r6 * inv_r6 - inv_r6)
-                pair_forces[2 * slot] = strength * inv_r2 * dx
-                pair_forces[2 * slot + 1] = strength * inv_r2 * dy
-                if with_energy:
-                    pair_energies[slot] = 4.0 * (inv_r6 * inv_r6 - inv_r6) - box.energy_shift
-                    pair_virials[slot] = strength
-                evaluated += 1
-            else:
-                pair_forces[2 * slot] = 0.0
-                pair_forces[2 * slot + 1] = 0.0
-                pair_energies[slot] = 0.0
-                pair_virials[slot] = 0.0
-    for i in prange(count, nogil=True, num_threads=workspace.active_threads, schedule="static"):
+    for i in range(_range_start(workspace, part), _range_start(workspace, part + 1)):
+        for slot in range(workspace.crossing_first[i], workspace.starts[i + 1]):
+            evaluated += _store_pair(workspace, x, box, i, slot, with_energy)
+    return evaluated
+
+
+cdef inline bint _store_pair(Workspace workspace, const double* x, const Box* box,
+                             Py_ssize_t i, Py_ssize_t slot, bint with_energy) noexcept nogil:
+    """Compute and store one listed pair's force (0.0 beyond the cutoff); whether inside."""
+    cdef Py_ssize_t j = workspace.neighbours[slot]
+    cdef double dx = _minimum_image(x[2 * i] - x[2 * j], box)
+    cdef double dy = _minimum_image(x[2 * i + 1] - x[2 * j + 1], box)
+    cdef double r2 = dx * dx + dy * dy
+    cdef double inv_r2, inv_r6, strength
+    if not r2 < box.cutoff_sq:
+        workspace.pair_forces[2 * slot] = 0.0
+        workspace.pair_forces[2 * slot + 1] = 0.0
+        workspace.pair_energies[slot] = 0.0
+        workspace.pair_virials[slot] = 0.0
+        return False
+    inv_r2 = 1.0 / r2
+    inv_r6 = inv_r2 * inv_r2 * inv_r2
+    strength = 24.0 * (2.0 * inv_r6 * inv_r6 - inv_r6)
+    workspace.pair_forces[2 * slot] = strength * inv_r2 * dx
+    workspace.pair_forces[2 * slot + 1] = strength * inv_r2 * dy
+    if with_energy:
+        workspace.pair_energies[slot] = 4.0 * (inv_r6 * inv_r6 - inv_r6) - box.energy_shift
+        workspace.pair_virials[slot] = strength
+    return True
+
+
+cdef long long _sweep_range(Workspace workspace, const double* x, double* f, const Box* box,
+                            int part, bint with_energy, double* kick_velocities,
+                            double half_dt) noexcept nogil:
+    """The serial loop over range ``part``; how many of its own pairs were inside."""
+    cdef Py_ssize_t first = _range_start(workspace, part)
+    cdef Py_ssize_t end = _range_start(workspace, part + 1)
+    cdef Py_ssize_t i, slot, into
+    cdef double fxi, fyi
+    cdef long long evaluated = 0
+    for i in range(first, end):
         fxi = 0.0
         fyi = 0.0
-        for other in range(incoming_starts[i], incoming_starts[i + 1]):
-            slot = incoming[other]
-            fxi = fxi - pair_forces[2 * slot]
-            fyi = fyi - pair_forces[2 * slot + 1]
-        for slot in range(starts[i], starts[i + 1]):
-            fxi = fxi + pair_forces[2 * slot]
-            fyi = fyi + pair_forces[2 * slot + 1]
+        for into in range(workspace.crossing_starts[i], workspace.crossing_starts[i + 1]):
+            slot = workspace.crossing_into[into]
+            fxi = fxi - workspace.pair_forces[2 * slot]
+            fyi = fyi - workspace.pair_forces[2 * slot + 1]
+        f[2 * i] = fxi
+        f[2 * i + 1] = fyi
+    for i in range(first, end):
+        fxi = f[2 * i]
+        fyi = f[2 * i + 1]
+        for slot in range(workspace.starts[i], workspace.crossing_first[i]):
+            if _store_pair(workspace, x, box, i, slot, with_energy):
+                evaluated += 1
+                fxi = fxi + workspace.pair_forces[2 * slot]
+                fyi = fyi + workspace.pair_forces[2 * slot + 1]
+                f[2 * workspace.neighbours[slot]] -= workspace.pair_forces[2 * slot]
+                f[2 * workspace.neighbours[slot] + 1] -= workspace.pair_forces[2 * slot + 1]
+        for slot in range(workspace.crossing_first[i], workspace.starts[i + 1]):
+            fxi = fxi + workspace.pair_forces[2 * slot]
+            fyi = fyi + workspace.pair_forces[2 * slot + 1]
         f[2 * i] = fxi
         f[2 * i + 1] = fyi
         if kick_velocities != NULL:
             kick_velocities[2 * i] += half_dt * fxi
             kick_velocities[2 * i + 1] += half_dt * fyi
-    workspace.pair_evaluations += evaluated
-    if not with_energy:
-        return NAN
-    for slot in range(starts[count]):
-        energy += pair_energies[slot]
-        virial += pair_virials[slot]
-    workspace.virial = virial
-    return energy
+    return evaluated
 
 
 cdef Py_ssize_t _build_list(Workspace workspace, const double* x, Py_ssize_t count,
-                            double box_length, double radius_sq, int side) noexcept nogil:
-    """Fill starts/neighbours; the number of pairs (over capacity: nothing usable)."""
+                            double box_length, double radius_sq, int side,
+                            int parts) noexcept nogil:
+    """Fill starts/neighbours; the capacity the list needs (over capacity: nothing usable).
+
+    ``parts`` ranges of i are built side by side, each into its share of the capacity,
+    then moved together.
+    """
     cdef int most_in_a_cell = 0
     if side >= 3:
         most_in_a_cell = _sort_into_cells(workspace, x, count, box_length, side)
-    cdef Py_ssize_t found = 0
+    cdef Py_ssize_t region = workspace.capacity // parts
+    cdef Py_ssize_t ends[MAX_PARTS]
+    cdef Py_ssize_t longest = 0
+    cdef int part
+    for part in prange(parts, nogil=True, num_threads=parts, schedule="static", chunksize=1):
+        ends[part] = _build_part(workspace, x, count * part // parts,
+                                 count * (part + 1) // parts, part * region,
+                                 (part + 1) * region, box_length, radius_sq, side,
+                                 most_in_a_cell, count)
+    for part in range(parts):
+        longest = max(longest, ends[part] - part * region)
+    if longest > region:
+        return longest * parts
+    return _join_parts(workspace, ends, parts, region, count)
+
+
+cdef Py_ssize_t _build_part(Workspace workspace, const double* x, Py_ssize_t first_i,
+                            Py_ssize_t end_i, Py_ssize_t found, Py_ssize_t room_end,
+                            double box_length, double radius_sq, int side, int most_in_a_cell,
+                            Py_ssize_t count) noexcept nogil:
+    """The lists of i in [first_i, end_i) from slot ``found`` on; where they end."""
     cdef Py_ssize_t i
-    cdef Py_ssize_t capacity = workspace.capacity
-    for i in range(count):
+    for i in range(first_i, end_i):
         workspace.starts[i] = found
         if side >= 3:
             found = _list_from_cells(workspace, x, i, box_length, radius_sq, side, found,
-                                     found + 9 * most_in_a_cell <= capacity)
+                                     found + 9 * most_in_a_cell <= room_end)
         else:
             found = _list_from_all(workspace, x, i, count, box_length, radius_sq, found,
-                                   capacity)
-    workspace.starts[count] = found
+                                   room_end)
     return found
+
+
+cdef Py_ssize_t _join_parts(Workspace workspace, const Py_ssize_t* ends, int parts,
+                            Py_ssize_t region, Py_ssize_t count) noexcept nogil:
+    """Move each part's pairs right after the previous part's; the number of pairs."""
+    cdef Py_ssize_t joined = ends[0]
+    cdef Py_ssize_t shift, i
+    cdef int part
+    for part in range(1, parts):
+        shift = joined - part * region
+        memmove(workspace.neighbours + joined, workspace.neighbours + part * region,
+                (ends[part] - part * region) * sizeof(int32_t))
+        for i in range(count * part // parts, count * (part + 1) // parts):
+            workspace.starts[i] += shift
+        joined = ends[part] + shift
+    workspace.starts[count] = joined
+    return joined
 
 
 cdef int _sort_into_cells(Workspace workspace, const double* x, Py_ssize_t count,
@@ -603,12 +703,12 @@ cdef Py_ssize_t _list_from_cells(Workspace workspace, const double* x, Py_ssize_
 
 cdef Py_ssize_t _list_from_all(Workspace workspace, const double* x, Py_ssize_t i,
                                Py_ssize_t count, double box_length, double radius_sq,
-                               Py_ssize_t found, Py_ssize_t capacity) noexcept nogil:
+                               Py_ssize_t found, Py_ssize_t room_end) noexcept nogil:
     """Append i's neighbours among every j > i (a box under three cells across)."""
     cdef Py_ssize_t j
     for j in range(i + 1, count):
         if _any_image_distance_sq(x, i, j, box_length) < radius_sq:
-            if found < capacity:
+            if found < room_end:
                 workspace.neighbours[found] = <int32_t> j
             found += 1
     return found
@@ -627,18 +727,28 @@ cdef void _insertion_sort(int32_t* values, Py_ssize_t length) noexcept nogil:
         values[back + 1] = value
 
 
-cdef void _index_incoming(const int64_t* starts, const int32_t* neighbours,
-                          int64_t* incoming_starts, int64_t* incoming,
-                          Py_ssize_t count) noexcept nogil:
-    """For each j, the slots of its pairs (i, j) with i < j, in ascending i."""
-    cdef Py_ssize_t k, slot, i
+cdef void _index_crossing_pairs(Workspace workspace, Py_ssize_t count) noexcept nogil:
+    """Find each i's crossing pairs (a tail of its sorted list) and index them by j."""
+    cdef int64_t* starts = workspace.starts
+    cdef int32_t* neighbours = workspace.neighbours
+    cdef int64_t* crossing_starts = workspace.crossing_starts
+    cdef Py_ssize_t i, k, slot, end
+    cdef int part
+    for part in range(workspace.parts):
+        end = _range_start(workspace, part + 1)
+        for i in range(_range_start(workspace, part), end):
+            slot = starts[i + 1]
+            while slot > starts[i] and neighbours[slot - 1] >= end:
+                slot -= 1
+            workspace.crossing_first[i] = slot
     for k in range(count + 2):
-        incoming_starts[k] = 0
-    for slot in range(starts[count]):
-        incoming_starts[neighbours[slot] + 2] += 1
-    for k in range(2, count + 2):
-        incoming_starts[k] += incoming_starts[k - 1]
+        crossing_starts[k] = 0
     for i in range(count):
-        for slot in range(starts[i], starts[i + 1]):
-            incoming[incoming_starts[neighbours[slot] + 1]] = slot
-            incoming_starts[neighbours[slot] + 1] += 1
+        for slot in range(workspace.crossing_first[i], starts[i + 1]):
+            crossing_starts[neighbours[slot] + 2] += 1
+    for k in range(2, count + 2):
+        crossing_starts[k] += crossing_starts[k - 1]
+    for i in range(count):
+        for slot in range(workspace.crossing_first[i], starts[i + 1]):
+            workspace.crossing_into[crossing_starts[neighbours[slot] + 1]] = slot
+            crossing_starts[neighbours[slot] + 1] += 1
