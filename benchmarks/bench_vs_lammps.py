@@ -121,19 +121,21 @@ def prepare_workload(count: int, *, melt_steps: int, folder: Path) -> Workload:
 
 
 def time_kernel(kernel: ModuleType, workload: Workload, *, num_steps: int,
-                threads: int = 1) -> float:
-    """Seconds per step of one run of ``num_steps`` steps from the workload's state."""
+                threads: int = 1) -> tuple[float, float]:
+    """Wall and CPU seconds per step of one run of ``num_steps`` steps from the workload's
+    state (CPU time counts every thread of the process)."""
     params = workload.params
     positions, velocities = load_state(workload.state_file)
     forces = np.zeros_like(positions)
     workspace = kernel.Workspace(threads=threads)
     kernel.compute_forces(positions, forces, box_length=params.box_length,
                           cutoff=params.cutoff, workspace=workspace)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     kernel.integrate_steps(positions, velocities, forces, box_length=params.box_length,
                            cutoff=params.cutoff, dt=params.dt, num_steps=num_steps,
                            workspace=workspace)
-    return (time.perf_counter() - began) / num_steps
+    return ((time.perf_counter() - began) / num_steps,
+            (time.process_time() - began_cpu) / num_steps)
 
 
 def pin_to_one_cpu() -> None:
@@ -155,13 +157,13 @@ def child_main(mode: str, count: int, state_file: str, num_steps: int) -> None:
     workload = Workload(params_for(count), Path(state_file), num_steps)
     if mode == "numpy-fresh":
         pin_to_one_cpu()
-        seconds = time_kernel(numpy_kernel, workload, num_steps=num_steps)
+        wall, cpu = time_kernel(numpy_kernel, workload, num_steps=num_steps)
     else:
         if hasattr(os, "sched_setaffinity") and os.environ.get(CPUS_VARIABLE):
             os.sched_setaffinity(0, {int(cpu) for cpu in os.environ[CPUS_VARIABLE].split(",")})
-        seconds = time_kernel(kernels.ALGORITHMS["cython"], workload, num_steps=num_steps,
-                              threads=2)
-    print(json.dumps({"seconds_per_step": seconds}))
+        wall, cpu = time_kernel(kernels.ALGORITHMS["cython"], workload, num_steps=num_steps,
+                                threads=2)
+    print(json.dumps({"seconds_per_step": wall, "cpu_seconds_per_step": cpu}))
 
 
 def lammps_environment(lammps_python: str) -> dict[str, str]:
@@ -198,15 +200,20 @@ def measure_row(workload: Workload, args: argparse.Namespace, *,
                        str(workload.numpy_steps)])
     row.add("numpy_fresh", fresh["seconds_per_step"])
     if not args.skip_python:
-        row.add("python", time_kernel(python_kernel, workload, num_steps=workload.python_steps))
+        row.add("python", time_kernel(python_kernel, workload,
+                                      num_steps=workload.python_steps)[0])
     for _ in range(args.repeats):
         if "cython" in kernels.ALGORITHMS:
-            row.add("cython", time_kernel(kernels.ALGORITHMS["cython"], workload,
-                                          num_steps=workload.steps))
+            wall, cpu = time_kernel(kernels.ALGORITHMS["cython"], workload,
+                                    num_steps=workload.steps)
+            row.add("cython", wall)
+            row.add("cython_cpu", cpu)
             threaded = run_child([*child, "cython-threads", str(count),
                                   str(workload.state_file), str(workload.steps)])
             row.add("cython_threads", threaded["seconds_per_step"])
-        row.add("numpy", time_kernel(numpy_kernel, workload, num_steps=workload.numpy_steps))
+            row.add("cython_threads_cpu", threaded["cpu_seconds_per_step"])
+        row.add("numpy", time_kernel(numpy_kernel, workload,
+                                     num_steps=workload.numpy_steps)[0])
         if lammps_python:
             row.add("lammps", time_lammps(lammps_python, workload))
     return row
@@ -300,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ms per step, medians of {args.repeats} timings (python and numpy fresh: one); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print_table(rows)
+    for row in rows:
+        print(f"N={row.count:,}: CPU ms per step, cython {format_ms(row.median('cython_cpu'))}, "
+              f"cython x2 {format_ms(row.median('cython_threads_cpu'))} (all threads)")
     missed = missed_targets(rows)
     for line in missed:
         print(f"MISSED: {line}")

@@ -9,7 +9,7 @@ or all pairs in a small box), so
               + g(r) configurations * pairs measured * ns_per_rdf_pair
 
 with per-kernel constants calibrated on the project's 2-core x86-64 build machine
-(``CALIBRATED_NS``; list rebuilds are folded into the per-particle constant). A worker
+(``CALIBRATED_NS``; list rebuilds are folded into the constants). A worker
 scales them by its own speed: ``measured_speed_factor`` times the kernel once on a
 small problem (a few milliseconds, once per process) and compares with the model.
 The cython kernel on T threads is counted as ``1 + 0.7 (T - 1)`` times faster, up to
@@ -42,10 +42,12 @@ class KernelCost:
     per_rdf_pair: float = 60.0  # numpy, whatever the kernel
 
 
+# Fitted to CPU time per step on the build machine at densities 0.3 and 1.0 (one
+# thread; 32,000 particles for numpy and cython, 2,000 for python).
 CALIBRATED_NS = {
-    "python": KernelCost(per_particle_step=3000.0, per_pair=400.0),
-    "numpy": KernelCost(per_particle_step=150.0, per_pair=40.0),
-    "cython": KernelCost(per_particle_step=25.0, per_pair=10.0),
+    "python": KernelCost(per_particle_step=1000.0, per_pair=425.0),
+    "numpy": KernelCost(per_particle_step=90.0, per_pair=22.0),
+    "cython": KernelCost(per_particle_step=32.0, per_pair=5.0),
 }
 THREAD_EFFICIENCY = 0.7
 CALIBRATION = {"python": (300, 3), "numpy": (2000, 10), "cython": (2000, 40)}
