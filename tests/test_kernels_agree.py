@@ -237,3 +237,10 @@ def test_the_memory_peak_sees_an_allocation_that_is_gone_by_the_end() -> None:
         time.sleep(0.1)
         del block
     assert memory.peak_mb >= before_mb + 60
+
+
+def test_a_run_whose_first_force_pass_outlasts_a_chunk_reports_before_its_first_step() -> None:
+    steps: list[int] = []
+    kernels.run_simulation(params_of(num_particles=400, num_steps=3), algorithm="python",
+                           chunk_seconds=1e-6, on_chunk=lambda done, make: steps.append(done))
+    assert steps == [0, 1, 2, 3]
