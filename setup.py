@@ -32,7 +32,7 @@ SKIPPED_MESSAGE = """
 
 
 def kernel_compile_args() -> list[str]:
-    """The C flags of the kernel (the benchmarks build their C yardstick with them).
+    """The C flags of the kernel.
 
     ``-ffp-contract=off``: no fused multiply-adds, so the loops round exactly like
     Python; no fast-math flag either. ``-march=native`` only when
