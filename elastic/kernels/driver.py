@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from elastic.errors import InvalidTask
-from elastic.kernels import codec
+from elastic.kernels.codec import decode_array, encode_array
 from elastic.kernels.memory import MemoryPeak
 from elastic.kernels.observables import (
     Observations,
@@ -79,8 +79,8 @@ class _Run:
             "algorithm": self.algorithm,
             "parameters": self.params.as_dict(),
             "step": self.step,
-            "positions": codec.encode_array(self.positions),
-            "velocities": codec.encode_array(self.velocities),
+            "positions": encode_array(self.positions),
+            "velocities": encode_array(self.velocities),
             "initial_total_energy": self.initial_total_energy,
             "execution_time_s": execution_time_s,
             "pair_evaluations": self.workspace.pair_evaluations,
@@ -131,8 +131,8 @@ def read_checkpoint(state: Any, params: SimulationParams, *,
     shape = (params.num_particles, 2)
     try:
         saved = _SavedState(
-            step=state["step"], positions=codec.decode_array(state["positions"]),
-            velocities=codec.decode_array(state["velocities"]),
+            step=state["step"], positions=decode_array(state["positions"]),
+            velocities=decode_array(state["velocities"]),
             initial_total_energy=state["initial_total_energy"],
             execution_time_s=state["execution_time_s"],
             pair_evaluations=state.get("pair_evaluations", 0),

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from elastic.kernels import codec
+import elastic.kernels.codec as codec
 from elastic.kernels.numpy_kernel import close_pair_blocks
 from elastic.kernels.params import SimulationParams
 
