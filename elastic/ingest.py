@@ -8,25 +8,38 @@ it. A file that does not parse is rejected only once it is also known to be
 stable (unchanged across two scans, or, for a single scan, old enough), so a slow
 copy is never rejected half-way.
 
+Several processes may watch one folder (``serve`` replicas, ``elastic ingest``):
+before taking a file, a process claims it by renaming it to a hidden
+``.<name>~<host>~<pid>.claim`` in the same folder, and of several renames of one
+file exactly one succeeds. A claim left by a process that died (its pid is gone
+on this host, or the claim is older than ``ABANDONED_CLAIM_SECONDS``) is put back
+under its name by the next scan of any process.
+
 An accepted file is queued in one transaction and moved to
 ``processed/YYYYMMDD_HHMMSS_<name>.json`` (UTC); a rejected one to
-``rejected/<name>.json`` beside ``<name>.error.json``, which says why. Task ids
-(given, or derived from the file's content) make a second ingest of the same
-file, after a crash between queueing and moving it, queue nothing.
+``rejected/<name>.json`` beside ``<name>.error.json``, which says why; neither
+move ever replaces a file. Task ids (given, or derived from the file's content)
+make a second ingest of the same file, after a crash between queueing and moving
+it, queue nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import stat
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from elastic.atomic import atomic_write_json, unused_path
+from elastic.atomic import atomic_write_json, move_to_unused
 from elastic.errors import InvalidTask
 from elastic.store import Store
 from elastic.taskfiles import parse_task_file
@@ -38,6 +51,9 @@ DEFAULT_MIN_AGE_SECONDS = 1.0
 PROCESSED_FOLDER = "processed"
 REJECTED_FOLDER = "rejected"
 ERROR_SUFFIX = ".error.json"
+CLAIM_SUFFIX = ".claim"
+CLAIM_SEPARATOR = "~"
+ABANDONED_CLAIM_SECONDS = 600.0
 
 
 class Signature(NamedTuple):
@@ -112,6 +128,7 @@ def ingest_folder(store: Store, folder: Path, *, now: float | None = None,
     if not folder.is_dir():
         return report
     now = time.time() if now is None else now
+    recover_abandoned_claims(folder, now=now)
     remembered: dict[str, Signature] = {}
     for path, signature in _candidates(folder):
         previous = None if seen is None else seen.get(path.name)
@@ -168,9 +185,13 @@ def _scan_file(store: Store, path: Path, signature: Signature, *, previous: Sign
         if not (single_scan or unchanged):
             report.waiting.append(path.name)
             return signature
-        report.rejected.append(reject_file(path, exc, now=now))
+        rejected = reject_file(path, exc, now=now, expected=signature)
+        if rejected is not None:
+            report.rejected.append(rejected)
         return None
-    report.accepted.append(queue_file(store, path, tasks, now=now))
+    accepted = queue_file(store, path, tasks, now=now, expected=signature)
+    if accepted is not None:
+        report.accepted.append(accepted)
     return None
 
 
@@ -193,30 +214,107 @@ def _read_unchanged(path: Path, signature: Signature) -> bytes | None:
     return content if _signature(path) == signature else None
 
 
-def queue_file(store: Store, path: Path, tasks: list[NewTask], *,
-               now: float | None = None) -> AcceptedFile:
-    """Queue ``tasks`` (one transaction), then move ``path`` to processed/."""
+def queue_file(store: Store, path: Path, tasks: list[NewTask], *, now: float | None = None,
+               expected: Signature | None = None) -> AcceptedFile | None:
+    """Claim ``path``, queue ``tasks`` (one transaction), then move it to processed/.
+
+    Returns None, doing nothing, when another process claimed the file first (or it
+    no longer has the ``expected`` signature).
+    """
     now = time.time() if now is None else now
-    outcomes = store.submit_tasks(tasks)
+    with claimed(path, expected) as taken:
+        if taken is None:
+            return None
+        outcomes = store.submit_tasks(tasks)
+        target = move_to_unused(taken, path.parent / PROCESSED_FOLDER,
+                                f"{_stamp(now)}_{path.stem}", path.suffix)
     created = sum(outcome.created for outcome in outcomes)
-    processed = path.parent / PROCESSED_FOLDER
-    processed.mkdir(exist_ok=True)
-    target = unused_path(processed, f"{_stamp(now)}_{path.stem}", path.suffix)
-    path.replace(target)
     return AcceptedFile(path.name, target, created, len(outcomes) - created)
 
 
-def reject_file(path: Path, error: InvalidTask, *, now: float | None = None) -> RejectedFile:
-    """Move ``path`` to rejected/ and write ``<name>.error.json`` beside it (first)."""
+def reject_file(path: Path, error: InvalidTask, *, now: float | None = None,
+                expected: Signature | None = None) -> RejectedFile | None:
+    """Claim ``path``, move it to rejected/ and write ``<name>.error.json`` beside it.
+
+    Returns None, doing nothing, when another process claimed the file first.
+    """
     now = time.time() if now is None else now
-    rejected = path.parent / REJECTED_FOLDER
-    rejected.mkdir(exist_ok=True)
-    target = unused_path(rejected, path.stem, path.suffix, companions=(ERROR_SUFFIX,))
-    error_file = rejected / f"{target.stem}{ERROR_SUFFIX}"
-    atomic_write_json(error_file, {"file": path.name, **error.as_dict(),
-                                   "rejected_at": iso(now)})
-    path.replace(target)
+    with claimed(path, expected) as taken:
+        if taken is None:
+            return None
+        rejected = path.parent / REJECTED_FOLDER
+        target = move_to_unused(taken, rejected, path.stem, path.suffix,
+                                companions=(ERROR_SUFFIX,))
+    error_file = atomic_write_json(rejected / f"{target.stem}{ERROR_SUFFIX}", {
+        "file": path.name, **error.as_dict(), "rejected_at": iso(now)})
     return RejectedFile(path.name, target, error_file, error)
+
+
+@contextmanager
+def claimed(path: Path, expected: Signature | None = None) -> Iterator[Path | None]:
+    """Claim ``path`` for this process while the block runs: yields its claimed path, or
+    None when another process renamed it first (or it changed from ``expected``).
+
+    The block moves the claimed file on; if the block fails, the file gets its name
+    back for the next scan.
+    """
+    taken = path.with_name(CLAIM_SEPARATOR.join(
+        (f".{path.name}", socket.gethostname(), str(os.getpid()))) + CLAIM_SUFFIX)
+    try:
+        path.rename(taken)
+    except FileNotFoundError:
+        yield None
+        return
+    if expected is not None and _signature(taken) != expected:
+        taken.rename(path)
+        yield None
+        return
+    try:
+        yield taken
+    except BaseException:
+        if taken.exists():
+            taken.rename(path)
+        raise
+
+
+def recover_abandoned_claims(folder: Path, *, now: float) -> list[str]:
+    """Give back their names to files claimed by a process that died before it moved them.
+
+    A claim is abandoned when its process is gone from this host, or when it is older
+    than ``ABANDONED_CLAIM_SECONDS`` (a live process moves a claimed file within
+    seconds). Returns the names given back.
+    """
+    recovered = []
+    for taken in folder.glob(f".*{CLAIM_SUFFIX}"):
+        name, _, owner = taken.name[1:-len(CLAIM_SUFFIX)].partition(CLAIM_SEPARATOR)
+        host, _, pid = owner.rpartition(CLAIM_SEPARATOR)
+        try:
+            claimed_at = taken.stat().st_ctime  # a rename sets it: when the claim was made
+        except FileNotFoundError:
+            continue
+        dead = host == socket.gethostname() and not _process_alive(pid)
+        if not (dead or now - claimed_at > ABANDONED_CLAIM_SECONDS):
+            continue
+        try:
+            move_to_unused(taken, folder, Path(name).stem, Path(name).suffix)
+        except FileNotFoundError:
+            continue  # another process gave it back first
+        log.warning("took back %s, claimed by %s which did not finish it", name, owner)
+        recovered.append(name)
+    return recovered
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether process ``pid`` of this host runs (assumed so when it cannot be told)."""
+    if not pid.isdigit() or sys.platform == "win32":  # os.kill would end it on Windows
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _stamp(now: float) -> str:

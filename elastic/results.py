@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TextIO
 
-from elastic.atomic import atomic_write_json, unused_path
+from elastic.atomic import atomic_write_json, write_new_json
 from elastic.seed004 import results_document, stats_summary, task_result_entry
 from elastic.store import Store
 from elastic.tasks import Task, iso
@@ -32,18 +32,20 @@ CSV_FIELDS = ("task_id", "type", "status", "algorithm", "priority", "priority_va
 def write_results_file(store: Store, folder: Path, *, now: float | None = None) -> Path | None:
     """Write ``task_results_YYYYMMDD_HHMMSS.json`` (UTC) for the tasks ended since the last one.
 
-    A file of the same second is never overwritten (``_2``, ``_3``... is added).
-    The tasks are marked exported after the file is on disk.
+    A file of the same second is never overwritten (``_2``, ``_3``... is added), even
+    by a replica writing into the same folder at the same moment. The tasks are
+    claimed first (replicas never write one task twice) and marked exported after
+    the file is on disk.
 
     Returns:
         The file written, or None when no task ended since the last one.
     """
-    ended = store.unexported_finished_tasks()
+    ended = store.claim_tasks_to_export(now=now)
     if not ended:
         return None
     now = time.time() if now is None else now
-    path = unused_path(folder, f"{RESULTS_PREFIX}{_stamp(now)}")
-    atomic_write_json(path, results_document(store, ended, now=now))
+    path = write_new_json(folder, f"{RESULTS_PREFIX}{_stamp(now)}",
+                          results_document(store, ended, now=now))
     store.mark_exported([task.task_id for task in ended])
     return path
 

@@ -176,7 +176,7 @@ def store(database_url: str) -> Iterator[object]:
     opened = open_store(database_url, max_retries=2, lease_seconds=30,
                         worker_timeout_seconds=60)
     yield opened
-    opened.engine.dispose()
+    opened.close()
 
 
 # -- processes ------------------------------------------------------------------------------

@@ -26,9 +26,10 @@ from standins.ollama_standin import OllamaStandIn
 from standins.server import serve_app
 
 from elastic.config import Config
-from elastic.providers.limits import ProviderLimiter
+from elastic.providers.limits import ProviderLimiter, key_fingerprint
 from elastic.providers.shared_limits import SharedBudgetExhausted, SharedLimiter
 from elastic.server import budgets
+from elastic.store import open_store
 from elastic.transport import Transport
 from elastic.web import json_app
 
@@ -182,13 +183,15 @@ def provider_budgets(url: str) -> dict[str, dict[str, Any]]:
 # -- the shared budget, in-process --------------------------------------------------------------
 
 @pytest.fixture
-def budget_url() -> Iterator[str]:
+def budget_url(tmp_path: Path) -> Iterator[str]:
     """The budget routes alone on a loopback bottle app, with ``ollama`` at 3 requests/minute."""
     settings = Config(providers={"ollama": {"limits": {"requests_per_minute": 3}}})
+    store = open_store(f"sqlite:///{tmp_path}/budgets.db")
     app = json_app(token=None, max_body_bytes=settings.max_body_bytes)
-    budgets.add_routes(app, budgets.ProviderBudgets.from_config(settings))
+    budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, settings))
     with serve_app(app) as url:
         yield url
+    store.close()
 
 
 def shared_limiter(url: str, worker_id: str, **options: Any) -> SharedLimiter:
@@ -421,9 +424,13 @@ def test_a_paused_provider_sends_llm_tasks_elsewhere_and_its_worker_keeps_other_
     deepseek_id = start_llm_worker(start_worker, server, "deepseek", ollama)
 
     [first] = submit(server.url, [agent_action("llm-first")])
-    wait_until(lambda: provider_budgets(server.url)["groq"]["cooldown_until"], timeout=20,
-               message="the groq budget to rest after its 429")
-    assert provider_budgets(server.url)["groq"]["cooldown_until"] > time.time() + 500
+    def groq_key_budget() -> dict[str, Any]:
+        return provider_budgets(server.url)["groq"]["keys"].get(key_fingerprint(GROQ_KEY), {})
+
+    wait_until(lambda: groq_key_budget().get("cooldown_until"), timeout=20,
+               message="the groq key's budget to rest after its 429")
+    assert groq_key_budget()["cooldown_until"] > time.time() + 500
+    assert provider_budgets(server.url)["groq"]["cooldown_until"] is None  # not other keys
     wait_until(lambda: (worker_info(server.url, groq_id).get("cooldown_until") or 0)
                > time.time() + 500, timeout=10, message="the groq worker to report its cooldown")
     gemini_id = start_llm_worker(start_worker, server, "gemini", gemini)

@@ -203,7 +203,7 @@ def test_json_export_selects_by_end_time_and_marks_nothing(store: Store, tmp_pat
     assert [e["task_id"] for e in document["task_results"]] == ["late"]
     everything = io.StringIO()
     assert export_results(store, since=None, fmt="json", out=everything) == 2
-    assert len(store.unexported_finished_tasks()) == 2
+    assert len(store.claim_tasks_to_export()) == 2
 
 
 def test_csv_export_has_one_row_per_task_with_json_columns(store: Store) -> None:

@@ -265,9 +265,10 @@ def test_ended_tasks_are_exported_once(store: Store) -> None:
     for lease in store.lease_tasks("w1", limit=2, now=T0):
         store.record_result(lease.task.task_id, worker_id="w1", lease_token=lease.lease_token,
                             result={"success": True})
-    assert {t.task_id for t in store.unexported_finished_tasks()} == {"a", "b"}
+    assert [t.task_id for t in store.claim_tasks_to_export(now=T0 + 1)] == ["a", "b"]
+    assert store.claim_tasks_to_export(now=T0 + 2) == []
     store.mark_exported(["a", "b"])
-    assert store.unexported_finished_tasks() == []
+    assert store.claim_tasks_to_export(now=T0 + 1000) == []
 
 
 def test_a_full_disk_is_a_clear_507_and_loses_nothing_accepted(tmp_path: object) -> None:

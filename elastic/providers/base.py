@@ -141,6 +141,8 @@ class SdkProvider:
     """
 
     name: str = ""
+    # Names the budget of the API key in use (``limits.key_fingerprint``; '' for none).
+    key_id: str = ""
     DEFAULT_MODEL: ClassVar[str] = ""
     # Names users write (the seed's) for the provider's real model names.
     MODEL_ALIASES: ClassVar[dict[str, str]] = {}

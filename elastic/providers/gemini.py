@@ -39,6 +39,7 @@ from elastic.providers.base import (
     redact,
     transport_errors,
 )
+from elastic.providers.limits import key_fingerprint
 
 KEY_VARIABLE = "GEMINI_API_KEY"
 API_VERSION = "v1beta"
@@ -59,6 +60,7 @@ class GeminiProvider(SdkProvider):
         super().__init__(**settings)
         # The key first: it is checked in microseconds, the SDK takes seconds to import.
         self._api_key = read_api_key(KEY_VARIABLE, where="https://aistudio.google.com/apikey")
+        self.key_id = key_fingerprint(self._api_key)
         genai = import_sdk("google.genai", "google-genai", provider="gemini")
         self.types = import_sdk("google.genai.types", "google-genai", provider="gemini")
         self.errors = import_sdk("google.genai.errors", "google-genai", provider="gemini")

@@ -30,6 +30,7 @@ from elastic.providers.base import (
     read_api_key,
     redact,
 )
+from elastic.providers.limits import key_fingerprint
 
 KEY_VARIABLE = "GROQ_API_KEY"
 DEFAULT_DAILY_PAUSE_SECONDS = 3600.0
@@ -46,6 +47,7 @@ class GroqProvider(SdkProvider):
         super().__init__(**settings)
         # The key first: it is checked in microseconds, the SDK takes a second to import.
         self._api_key = read_api_key(KEY_VARIABLE, where="https://console.groq.com/keys")
+        self.key_id = key_fingerprint(self._api_key)
         self.sdk = import_sdk("groq", "groq", provider="groq")
         self.base_url = self.base_url or os.environ.get("GROQ_BASE_URL") or None
         self.client = self.sdk.Groq(api_key=self._api_key, base_url=self.base_url,

@@ -26,6 +26,7 @@ from elastic.providers.base import (
     redact,
     transport_errors,
 )
+from elastic.providers.limits import key_fingerprint
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
@@ -40,6 +41,7 @@ class OllamaProvider(SdkProvider):
         super().__init__(**settings)
         self.sdk = import_sdk("ollama", "ollama", provider="ollama")
         self.host = self.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+        self.key_id = key_fingerprint(os.environ.get("OLLAMA_API_KEY"))
         self.client = self.sdk.Client(host=self.host, timeout=self.timeout_seconds)
 
     def send(self, request: ChatRequest) -> Completion:

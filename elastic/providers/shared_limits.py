@@ -70,6 +70,8 @@ class SharedLimiter:
 
     Args:
         provider_name: the budget's name on the orchestrator (``ollama``, ``groq``, ``gemini``).
+        key_id: the fingerprint of the API key in use (``limits.key_fingerprint``): each key
+            has its own budget on the orchestrator; '' for a provider used without a key.
         transport: the HTTP client to the orchestrator (with its token).
         worker_id: who asks, shown in the orchestrator's reservations.
         fallback: this worker's own limits; decides alone when the orchestrator cannot.
@@ -78,7 +80,7 @@ class SharedLimiter:
     """
 
     def __init__(self, provider_name: str, transport: Transport, *, worker_id: str,
-                 fallback: ProviderLimiter | None = None,
+                 key_id: str = "", fallback: ProviderLimiter | None = None,
                  max_wait_seconds: float = DEFAULT_MAX_WAIT_SECONDS,
                  request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
                  local_retry_seconds: float = DEFAULT_LOCAL_RETRY_SECONDS,
@@ -86,6 +88,7 @@ class SharedLimiter:
         self.provider_name = provider_name
         self.transport = transport
         self.worker_id = worker_id
+        self.key_id = key_id
         self.fallback = fallback if fallback is not None else ProviderLimiter()
         self.max_wait_seconds = max_wait_seconds
         self.request_timeout_seconds = request_timeout_seconds
@@ -190,6 +193,10 @@ class SharedLimiter:
         with self._state_lock:
             if time.monotonic() < self._local_until:
                 return None
+        if self.key_id and method == "GET":
+            params = {**(params or {}), "key_id": self.key_id}
+        elif self.key_id:
+            json = {**(json or {}), "key_id": self.key_id}
         try:
             answer = self.transport.request(
                 method, f"/api/providers/{self.provider_name}{path}", json=json, params=params,
@@ -245,7 +252,8 @@ def share_budget(provider: Any, transport: Transport, *, worker_id: str,
     own = provider.limiter
     if isinstance(own, SharedLimiter):
         own = own.fallback
-    limiter = SharedLimiter(provider.name, transport, worker_id=worker_id, fallback=own,
+    limiter = SharedLimiter(provider.name, transport, worker_id=worker_id,
+                            key_id=getattr(provider, "key_id", ""), fallback=own,
                             stopping=stopping)
     provider.limiter = limiter
     return limiter

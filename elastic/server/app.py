@@ -21,5 +21,5 @@ def make_app(store: Store, config: Config) -> bottle.Bottle:
     api.add_routes(app, store, config)
     views.add_routes(app, store)
     openapi.add_routes(app)
-    budgets.add_routes(app, budgets.ProviderBudgets.from_config(config))
+    budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, config))
     return app

@@ -1,53 +1,49 @@
-"""Provider budgets held by the orchestrator, shared by every worker that calls a provider.
+"""Provider budgets kept by the orchestrator, shared by every worker and every replica.
 
 Each worker process used to count its own requests, so N workers on one API key could
-send N times the limit. Here the orchestrator keeps one ``ProviderLimiter`` per provider
-name, built from its own ``[providers.<name>.limits]``, and workers ask it before every
-call (``elastic.providers.shared_limits.SharedLimiter``):
+send N times the limit. Here the orchestrator keeps one budget per provider and API key
+in its database (``Store.reserve_provider_request`` and friends), limited by its own
+``[providers.<name>.limits]``, and workers ask it before every call
+(``elastic.providers.shared_limits.SharedLimiter``):
 
 - ``POST /api/providers/<name>/reserve`` checks the budget and counts the request in
-  one step, under a per-provider lock, so two workers never both take the last slot;
+  one transaction holding the budget's row lock, so two workers never both take the
+  last slot, even through two replicas;
 - ``POST /api/providers/<name>/settle`` replaces the estimate with the tokens used;
 - ``POST /api/providers/<name>/pause`` rests the provider for everyone after a 429 or
   an exhausted daily quota seen by one worker;
 - ``GET /api/providers`` and ``GET /api/providers/<name>`` show the budgets.
 
-Budgets live in memory: a restarted orchestrator starts with empty windows.
-Install with ``budgets.add_routes(app, budgets.ProviderBudgets.from_config(config))``.
+A budget is named by ``key_id``, the fingerprint of the API key the worker uses
+(``elastic.providers.limits.key_fingerprint``; the key itself is never sent), or ''
+for a provider used without a key. A pause without ``key_id`` rests every key of the
+provider. Budgets survive a restart of the orchestrator, as everything in the database.
+Install with ``budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, config))``.
 """
 
 from __future__ import annotations
 
-import threading
+import re
 import time
-import uuid
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import bottle
 
 from elastic.config import Config
 from elastic.errors import ConfigError, InvalidInput, NotFound
-from elastic.providers.limits import DAY_SECONDS, ProviderLimiter, Reservation
+from elastic.providers.limits import BudgetLimits
+from elastic.store import BudgetUsage, Store
 from elastic.tasks import MAX_ESTIMATED_TOKENS, MAX_ID_LENGTH
 from elastic.web import QueryInteger, field_of, read_json
 
 MAX_PAUSE_UNTIL = 1e11  # epoch seconds, about the year 5138: anything later is a mistake
-MAX_OPEN_RESERVATIONS = 100_000
 ESTIMATED_TOKENS = QueryInteger("estimated_tokens", default=0, minimum=0,
                                 maximum=MAX_ESTIMATED_TOKENS,
                                 description="the size of the request asked about (default 0)")
-
-
-@dataclass(frozen=True)
-class OpenReservation:
-    """A granted request not settled yet: which provider, which worker, its limiter entry."""
-
-    provider: str
-    worker_id: str
-    entry: Reservation
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{0,64}")
+KEY_ID_SCHEMA = {"type": "string", "pattern": f"^{KEY_ID_PATTERN.pattern}$",
+                 "description": "the API key's fingerprint naming its budget (default '': no key)"}
 
 
 class UnknownBudget(NotFound):
@@ -55,16 +51,14 @@ class UnknownBudget(NotFound):
 
 
 class ProviderBudgets:
-    """One ``ProviderLimiter`` per provider name, and the reservations granted from them."""
+    """The budgets of every provider and API key, kept in ``store`` under ``limits``."""
 
-    def __init__(self, limiters: Mapping[str, ProviderLimiter]) -> None:
-        self._limiters = dict(limiters)
-        self._locks = {name: threading.Lock() for name in self._limiters}
-        self._open: OrderedDict[str, OpenReservation] = OrderedDict()
-        self._open_lock = threading.Lock()
+    def __init__(self, store: Store, limits: Mapping[str, BudgetLimits]) -> None:
+        self.store = store
+        self._limits = dict(limits)
 
     @classmethod
-    def from_config(cls, config: Config) -> ProviderBudgets:
+    def from_config(cls, store: Store, config: Config) -> ProviderBudgets:
         """A budget for every known provider and every ``[providers.<name>]`` in ``config``,
         limited by its ``[providers.<name>.limits]`` (unlimited without one).
 
@@ -73,110 +67,119 @@ class ProviderBudgets:
         """
         from elastic.providers import PROVIDERS
 
-        limiters = {}
+        limits = {}
         for name in sorted({*PROVIDERS, *config.providers}):
-            limits = config.provider_settings(name).get("limits")
-            if limits is not None and not isinstance(limits, Mapping):
+            settings = config.provider_settings(name).get("limits")
+            if settings is not None and not isinstance(settings, Mapping):
                 raise ConfigError(f"providers.{name}.limits", config.config_path,
-                                  "a table of limits", limits)
-            limiters[name] = ProviderLimiter.from_settings(
-                limits, key_prefix=f"providers.{name}.limits", source=config.config_path)
-        return cls(limiters)
+                                  "a table of limits", settings)
+            limits[name] = BudgetLimits.from_settings(
+                settings, key_prefix=f"providers.{name}.limits", source=config.config_path)
+        return cls(store, limits)
 
     @property
     def names(self) -> list[str]:
         """The provider names, sorted."""
-        return sorted(self._limiters)
+        return sorted(self._limits)
 
-    def limiter_of(self, name: str) -> ProviderLimiter:
-        """The limiter of provider ``name``.
+    def limits_of(self, name: str) -> BudgetLimits:
+        """The limits of provider ``name``.
 
         Raises:
             UnknownBudget: naming the known providers (404).
         """
         try:
-            return self._limiters[name]
+            return self._limits[name]
         except KeyError:
             known = ", ".join(self.names)
             raise UnknownBudget(f"unknown provider {name!r} (known: {known})") from None
 
-    def reserve(self, name: str, estimated_tokens: int, *, worker_id: str,
+    def reserve(self, name: str, estimated_tokens: int, *, worker_id: str, key_id: str = "",
                 now: float | None = None) -> dict[str, Any]:
         """Count one request of ``estimated_tokens`` if it fits now; else say when it will.
 
-        Checking and counting happen under the provider's lock, so concurrent workers
-        never both get the last slot. Returns ``granted`` with ``reservation_id``, or
-        ``retry_at`` (epoch seconds) and ``retry_after_seconds``; both with ``snapshot``.
+        Returns ``granted`` with ``reservation_id``, or ``retry_at`` (epoch seconds) and
+        ``retry_after_seconds``; both with ``snapshot``.
         """
         now = time.time() if now is None else now
-        limiter = self.limiter_of(name)
-        with self._locks[name]:
-            available_at = limiter.available_at(estimated_tokens, now)
-            entry = limiter.reserve(estimated_tokens, now) if available_at <= now else None
-        answer: dict[str, Any] = {"granted": entry is not None, "server_time": now}
-        if entry is None:
-            answer.update(retry_at=available_at, retry_after_seconds=available_at - now)
+        limits = self.limits_of(name)
+        outcome = self.store.reserve_provider_request(
+            name, key_id, worker_id=worker_id, tokens=estimated_tokens,
+            since=now - limits.horizon_seconds, now=now,
+            available_at=lambda usage: limits.available_at(
+                usage.requests, usage.cooldown_until, estimated_tokens, now))
+        answer: dict[str, Any] = {"granted": outcome.reservation_id is not None,
+                                  "server_time": now}
+        if outcome.reservation_id is None:
+            answer.update(retry_at=outcome.available_at,
+                          retry_after_seconds=outcome.available_at - now)
         else:
-            answer["reservation_id"] = self._remember(OpenReservation(name, worker_id, entry), now)
-        answer["snapshot"] = limiter.snapshot(now)
+            answer["reservation_id"] = outcome.reservation_id
+        answer["snapshot"] = self._snapshot(limits, outcome.usage, now)
         return answer
 
     def settle(self, name: str, reservation_id: str, tokens_used: int, *,
-               now: float | None = None) -> dict[str, Any]:
+               key_id: str = "", now: float | None = None) -> dict[str, Any]:
         """Replace a granted request's estimate with the tokens the provider reported.
 
         Raises:
-            NotFound: no open reservation of that provider has that id (settled already,
-                or granted before the orchestrator restarted).
+            NotFound: no request of that provider has that reservation id.
         """
         now = time.time() if now is None else now
-        limiter = self.limiter_of(name)
-        with self._open_lock:
-            found = self._open.get(reservation_id)
-            if found is None or found.provider != name:
-                raise NotFound(f"no open reservation {reservation_id!r} for provider {name!r} "
-                               "(settled already, or the orchestrator restarted)")
-            del self._open[reservation_id]
-        limiter.settle(found.entry, tokens_used, now)
-        return {"settled": True, "server_time": now, "snapshot": limiter.snapshot(now)}
+        limits = self.limits_of(name)
+        if not self.store.settle_provider_request(name, reservation_id, tokens_used):
+            raise NotFound(f"no open reservation {reservation_id!r} for provider {name!r}")
+        return {"settled": True, "server_time": now,
+                "snapshot": self._snapshot(limits, self._usage(name, key_id, now), now)}
 
-    def pause(self, name: str, until: float, *, now: float | None = None) -> dict[str, Any]:
-        """Rest provider ``name`` for every worker until ``until`` (a later pause wins)."""
+    def pause(self, name: str, until: float, *, key_id: str = "",
+              now: float | None = None) -> dict[str, Any]:
+        """Rest provider ``name`` (one key's budget, or with key '' every key) until ``until``
+        (a later pause wins)."""
         now = time.time() if now is None else now
-        limiter = self.limiter_of(name)
-        limiter.pause_until(until)
-        snapshot = limiter.snapshot(now)
+        limits = self.limits_of(name)
+        self.store.pause_provider_budget(name, key_id, until)
+        snapshot = self._snapshot(limits, self._usage(name, key_id, now), now)
         return {"cooldown_until": snapshot["cooldown_until"], "server_time": now,
                 "snapshot": snapshot}
 
-    def availability(self, name: str, estimated_tokens: int, *,
+    def availability(self, name: str, estimated_tokens: int, *, key_id: str = "",
                      now: float | None = None) -> dict[str, Any]:
-        """Provider ``name``'s budget, when a request of ``estimated_tokens`` fits, and the
-        most estimated tokens a worker may lease a task for now (None: no limit)."""
+        """A budget, when a request of ``estimated_tokens`` fits, and the most estimated
+        tokens a worker may lease a task for now (None: no limit)."""
         now = time.time() if now is None else now
-        limiter = self.limiter_of(name)
-        return {"provider": name, "server_time": now,
-                "available_at": limiter.available_at(estimated_tokens, now),
-                "token_allowance": limiter.token_allowance(now),
-                "snapshot": limiter.snapshot(now)}
+        limits = self.limits_of(name)
+        usage = self._usage(name, key_id, now)
+        return {"provider": name, "key_id": key_id, "server_time": now,
+                "available_at": limits.available_at(usage.requests, usage.cooldown_until,
+                                                    estimated_tokens, now),
+                "token_allowance": limits.token_allowance(usage.requests, usage.cooldown_until,
+                                                          now),
+                "snapshot": self._snapshot(limits, usage, now)}
 
     def snapshots(self, *, now: float | None = None) -> dict[str, dict[str, Any]]:
-        """Every provider's budget (``ProviderLimiter.snapshot``) by name."""
+        """Every provider's budget without a key, and under ``keys`` each key's, by name."""
         now = time.time() if now is None else now
-        return {name: self._limiters[name].snapshot(now) for name in self.names}
+        horizon = max(limits.horizon_seconds for limits in self._limits.values())
+        used: dict[str, dict[str, BudgetUsage]] = {}
+        for usage in self.store.list_provider_budgets(since=now - horizon):
+            used.setdefault(usage.provider, {})[usage.key_id] = usage
+        shown = {}
+        for name in self.names:
+            limits, keys = self.limits_of(name), used.get(name, {})
+            own = keys.get("") or BudgetUsage(name, "", None, ())
+            shown[name] = {**self._snapshot(limits, own, now), "keys": {
+                key_id: self._snapshot(limits, usage, now)
+                for key_id, usage in keys.items() if key_id}}
+        return shown
 
-    def _remember(self, reservation: OpenReservation, now: float) -> str:
-        """Keep a granted reservation until it is settled; forget the oldest ones after a
-        day or beyond ``MAX_OPEN_RESERVATIONS`` (their workers died before settling)."""
-        reservation_id = uuid.uuid4().hex
-        with self._open_lock:
-            self._open[reservation_id] = reservation
-            while self._open:
-                oldest = next(iter(self._open.values()))
-                if len(self._open) <= MAX_OPEN_RESERVATIONS and oldest.entry.at > now - DAY_SECONDS:
-                    break
-                self._open.popitem(last=False)
-        return reservation_id
+    def _usage(self, name: str, key_id: str, now: float) -> BudgetUsage:
+        return self.store.provider_budget_usage(
+            name, key_id, since=now - self.limits_of(name).horizon_seconds)
+
+    @staticmethod
+    def _snapshot(limits: BudgetLimits, usage: BudgetUsage, now: float) -> dict[str, Any]:
+        return limits.snapshot(usage.requests, usage.cooldown_until, now)
 
 
 def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
@@ -188,20 +191,22 @@ def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
 
     @app.get("/api/providers/<name>")
     def show_budget(name: str) -> dict[str, Any]:
-        return budgets.availability(name, ESTIMATED_TOKENS.read())
+        key_id = checked_key_id(bottle.request.query.get("key_id") or "", "query parameter")
+        return budgets.availability(name, ESTIMATED_TOKENS.read(), key_id=key_id)
 
     @app.post("/api/providers/<name>/reserve")
     def reserve_budget(name: str) -> dict[str, Any]:
         body = read_json()
         estimated = bounded_integer(body, "estimated_tokens")
         worker_id = bounded_string(body, "worker_id")
-        return budgets.reserve(name, estimated, worker_id=worker_id)
+        return budgets.reserve(name, estimated, worker_id=worker_id, key_id=body_key_id(body))
 
     @app.post("/api/providers/<name>/settle")
     def settle_budget(name: str) -> dict[str, Any]:
         body = read_json()
         reservation_id = bounded_string(body, "reservation_id")
-        return budgets.settle(name, reservation_id, bounded_integer(body, "tokens_used"))
+        return budgets.settle(name, reservation_id, bounded_integer(body, "tokens_used"),
+                              key_id=body_key_id(body))
 
     @app.post("/api/providers/<name>/pause")
     def pause_budget(name: str) -> dict[str, Any]:
@@ -209,7 +214,21 @@ def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
         until = field_of(body, "until", (int, float))
         if not 0 <= until <= MAX_PAUSE_UNTIL:  # NaN fails this too
             raise InvalidInput(f"field 'until': must be epoch seconds between 0 and {MAX_PAUSE_UNTIL:g}")
-        return budgets.pause(name, float(until))
+        return budgets.pause(name, float(until), key_id=body_key_id(body))
+
+
+def body_key_id(body: dict[str, Any]) -> str:
+    """The optional ``key_id`` field of a request body ('' when absent)."""
+    return checked_key_id(field_of(body, "key_id", str, required=False, default=""), "field")
+
+
+def checked_key_id(value: str, where: str) -> str:
+    """``value`` if it is an API key's fingerprint (up to 64 lowercase hex digits), else
+    InvalidInput: a worker sends the fingerprint, never the key (which is not echoed)."""
+    if not KEY_ID_PATTERN.fullmatch(value):
+        raise InvalidInput(f"{where} 'key_id': expected the API key's fingerprint (up to 64 "
+                           "lowercase hex digits), not the key itself")
+    return value
 
 
 def bounded_integer(body: dict[str, Any], name: str) -> int:

@@ -125,25 +125,36 @@ def _submit_body() -> dict[str, Any]:
 
 
 NAME = _path_param("name")
+KEY_ID_QUERY = {"name": "key_id", "in": "query", "required": False,
+                "schema": budgets.KEY_ID_SCHEMA, "description": budgets.KEY_ID_SCHEMA["description"]}
+
+
+def _budget_body(**required: dict[str, Any]) -> dict[str, Any]:
+    """A budget request body: the ``required`` properties and the optional ``key_id``."""
+    return {**_required(**required), "properties": {**required, "key_id": budgets.KEY_ID_SCHEMA}}
+
+
 BUDGET_PATHS: dict[str, dict[str, Any]] = {
     "/api/providers": {"get": _operation(
-        "Every provider's shared budget: cooldown, limits and what remains of each")},
+        "Every provider's shared budgets (without a key, and under 'keys' per API key): "
+        "cooldown, limits and what remains of each")},
     "/api/providers/{name}": {"get": _operation(
-        "One provider's budget, when a request fits and the tokens a worker may lease for",
-        statuses=(400, 401, 404), params=[NAME, _query(budgets.ESTIMATED_TOKENS)])},
+        "One budget, when a request fits and the tokens a worker may lease for",
+        statuses=(400, 401, 404), params=[NAME, _query(budgets.ESTIMATED_TOKENS), KEY_ID_QUERY])},
     "/api/providers/{name}/reserve": {"post": _operation(
         "Count one request against the shared budget if it fits now, else say when it will",
         statuses=(400, 401, 404), params=[NAME],
-        body=_required(estimated_tokens=TOKENS, worker_id=IDENTIFIER))},
+        body=_budget_body(estimated_tokens=TOKENS, worker_id=IDENTIFIER))},
     "/api/providers/{name}/settle": {"post": _operation(
         "Replace a granted request's estimate with the tokens the provider reported",
         statuses=(400, 401, 404), params=[NAME],
-        body=_required(reservation_id=IDENTIFIER, tokens_used=TOKENS))},
+        body=_budget_body(reservation_id=IDENTIFIER, tokens_used=TOKENS))},
     "/api/providers/{name}/pause": {"post": _operation(
-        "Rest the provider for every worker until an epoch time (after a 429 or daily quota)",
+        "Rest the provider (one API key's budget, or without key_id every key) until an "
+        "epoch time (after a 429 or daily quota)",
         statuses=(400, 401, 404), params=[NAME],
-        body=_required(until={"type": "number", "minimum": 0,
-                              "maximum": budgets.MAX_PAUSE_UNTIL}))},
+        body=_budget_body(until={"type": "number", "minimum": 0,
+                                 "maximum": budgets.MAX_PAUSE_UNTIL}))},
 }
 
 HEARTBEAT_TASKS = {"type": "object", "additionalProperties": {

@@ -7,7 +7,15 @@ from sqlalchemy.exc import OperationalError
 from elastic.errors import ElasticError
 from elastic.store.dialects import create_store_engine
 from elastic.store.migrate import upgrade_to_head
-from elastic.store.store import ExpiryReport, Store, SubmitOutcome, UnservableWork
+from elastic.store.store import (
+    BudgetReservation,
+    BudgetUsage,
+    CountedRequest,
+    ExpiryReport,
+    Store,
+    SubmitOutcome,
+    UnservableWork,
+)
 
 
 def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
@@ -25,4 +33,5 @@ def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
                  worker_timeout_seconds=worker_timeout_seconds)
 
 
-__all__ = ["ExpiryReport", "Store", "SubmitOutcome", "UnservableWork", "open_store"]
+__all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "Store",
+           "SubmitOutcome", "UnservableWork", "open_store"]

@@ -1,24 +1,31 @@
-"""The ONLY database-specific code: engine setup and write transactions per dialect.
+"""The ONLY database-specific code: engine setup, write transactions and wake-ups per dialect.
 
 SQLite: WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE`` for write
 transactions so that the lease statement runs single-writer (pysqlite's own
 transaction handling is switched off, as SQLAlchemy's SQLite docs recommend).
-PostgreSQL: psycopg 3, READ COMMITTED; the lease uses ``FOR UPDATE SKIP LOCKED``.
+Long polls re-check every half second for other processes' writes.
+PostgreSQL: psycopg 3, READ COMMITTED; the lease uses ``FOR UPDATE SKIP LOCKED``;
+long polls wake on LISTEN/NOTIFY (``notify.PostgresNotifier``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Table, create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from elastic.errors import ConfigError
+from elastic.store.notify import Notifier, PostgresNotifier
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "elastic_read_only"
+SCHEMA_LOCK_KEY = 0x656C6173  # "elas": the advisory lock that serialises migrations
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction may run again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 def create_store_engine(url: str) -> Engine:
@@ -41,10 +48,63 @@ def create_store_engine(url: str) -> Engine:
     raise ConfigError("database_url", "flag or config", "a sqlite:// or postgresql:// URL", url)
 
 
+def shown_url(url: str) -> str:
+    """A database URL as it may be shown: without its password."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for an in-memory one or another database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).resolve()
+
+
+def create_notifier(engine: Engine) -> Notifier:
+    """The wake-ups for long polls on ``engine``: LISTEN/NOTIFY on PostgreSQL, else polling."""
+    if engine.dialect.name == "postgresql":
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PostgresNotifier(conninfo)
+    return Notifier()
+
+
+def is_lock_conflict(error: Exception) -> bool:
+    """Whether a transaction failed only for losing a lock race, so that it may run again:
+    SQLite's "database is locked", PostgreSQL's deadlock or serialization failure (which
+    replicas meet when their transactions cross)."""
+    return ("locked" in str(error).lower()
+            or getattr(getattr(error, "orig", None), "sqlstate", None) in RETRYABLE_SQLSTATES)
+
+
+def lock_schema(connection: Connection) -> None:
+    """Hold the schema for the rest of the transaction, so that two processes never migrate
+    at once (SQLite's ``BEGIN IMMEDIATE`` already makes a write transaction the only one)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+
+def reset_sequences(connection: Connection, tables: Sequence[Table]) -> None:
+    """After rows were inserted with their ids, make new ids start past them.
+
+    PostgreSQL's serial columns draw from a sequence that explicit ids do not move;
+    SQLite takes the largest id plus one by itself.
+    """
+    if connection.dialect.name != "postgresql":
+        return
+    for table in tables:
+        column = table.autoincrement_column
+        if column is not None:
+            connection.execute(text(
+                f"SELECT setval(pg_get_serial_sequence(:table, :column), "
+                f"coalesce(max({column.name}), 1), max({column.name}) IS NOT NULL) "
+                f"FROM {table.name}"), {"table": table.name, "column": column.name})
+
+
 def _sqlite_engine(url: str) -> Engine:
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_path(url)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from elastic.store.dialects import lock_schema
+
 MIGRATIONS_PATH = str(resources.files("elastic.migrations"))
 
 
@@ -21,9 +23,14 @@ def alembic_config() -> AlembicConfig:
 
 
 def upgrade_to_head(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest revision."""
+    """Create or upgrade the schema to the newest revision.
+
+    Replicas starting together on one PostgreSQL database take turns (the first
+    migrates, the others then find it done); on SQLite the write transaction does it.
+    """
     config = alembic_config()
     with engine.begin() as connection:
+        lock_schema(connection)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

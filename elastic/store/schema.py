@@ -59,6 +59,9 @@ tasks = Table(
     Column("started_at", Timestamp),
     Column("finished_at", Timestamp),
     Column("exported", Integer, nullable=False, server_default="0"),
+    # A replica writing the task to a results file holds it until then (a claim that a
+    # crash lets run out), so that replicas never write a task twice.
+    Column("export_claimed_until", Timestamp),
     Index("ix_tasks_queue", "status", "priority", "seq"),
     Index("ix_tasks_worker", "worker_id", "status"),
     Index("ix_tasks_finished", "exported", "finished_at"),
@@ -95,4 +98,28 @@ workers = Table(
     Column("tasks_completed", Integer, nullable=False, server_default="0"),
     Column("tasks_failed", Integer, nullable=False, server_default="0"),
     Column("info", JSON, nullable=False),
+)
+
+# Provider budgets shared by every worker and replica: one row per provider and API key
+# (``key_id`` is the key's fingerprint, never the key; '' is the provider used without a
+# key, whose cooldown also rests every key of it), and one row per request counted.
+provider_budgets = Table(
+    "provider_budgets",
+    metadata,
+    Column("provider", String(64), primary_key=True),
+    Column("key_id", String(64), primary_key=True),
+    Column("cooldown_until", Timestamp),
+)
+
+provider_requests = Table(
+    "provider_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reservation_id", String(64), nullable=False, unique=True),
+    Column("provider", String(64), nullable=False),
+    Column("key_id", String(64), nullable=False),
+    Column("worker_id", String(200), nullable=False),
+    Column("requested_at", Timestamp, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Index("ix_provider_requests_budget", "provider", "key_id", "requested_at"),
 )

@@ -9,20 +9,21 @@ so tests drive time by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from elastic.errors import StaleLease, StorageFull, TaskNotFound, WorkerNotFound, WrongState
-from elastic.store.dialects import READ_ONLY
-from elastic.store.notify import Notifier
-from elastic.store.schema import attempts, tasks, workers
+from elastic.store.dialects import READ_ONLY, create_notifier, is_lock_conflict
+from elastic.store.schema import attempts, provider_budgets, provider_requests, tasks, workers
 from elastic.tasks import (
     Attempt,
     AttemptOutcome,
@@ -44,6 +45,8 @@ from elastic.worker_types import default_task_types
 Result = TypeVar("Result")
 
 DB_RETRY_ATTEMPTS = 5
+EXPORT_CLAIM_SECONDS = 300.0
+PROVIDER_REQUEST_KEEP_SECONDS = 86_400.0  # the longest budget window: a day
 DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
 
 
@@ -78,6 +81,35 @@ class ExpiryReport:
     tasks_failed: list[str]
 
 
+@dataclass(frozen=True)
+class CountedRequest:
+    """One request counted against a provider budget: when it started, the tokens it counts for."""
+
+    at: float
+    tokens: int
+
+
+@dataclass(frozen=True)
+class BudgetUsage:
+    """A provider budget as stored: its cooldown (the key's own or the provider's, whichever
+    ends later; None: not resting) and the requests counted since some moment, oldest first."""
+
+    provider: str
+    key_id: str
+    cooldown_until: float | None
+    requests: tuple[CountedRequest, ...]
+
+
+@dataclass(frozen=True)
+class BudgetReservation:
+    """What asking a budget for one request did: its ``reservation_id`` when it was counted
+    (None: refused), when it fits (``available_at``), and the budget after it."""
+
+    reservation_id: str | None
+    available_at: float
+    usage: BudgetUsage
+
+
 class Store:
     """Task and worker state in one SQL database (SQLite or PostgreSQL)."""
 
@@ -89,11 +121,13 @@ class Store:
         self.lease_seconds = lease_seconds
         self.worker_timeout_seconds = worker_timeout_seconds
         self.clock = clock
-        self.changes = Notifier()
+        self.changes = create_notifier(engine)
 
     def close(self) -> None:
-        """Close every connection; on SQLite the last close folds the WAL into the file,
-        so the database file alone holds the state (copying it is a backup)."""
+        """Stop listening for changes and close every connection; on SQLite the last close
+        folds the WAL into the file, so the database file alone holds the state (copying
+        it is a backup)."""
+        self.changes.close()
         if self.engine.dialect.name == "sqlite":
             # On the driver's connection: a SQLAlchemy one would begin a transaction first.
             raw = self.engine.raw_connection()
@@ -114,21 +148,25 @@ class Store:
 
     def _write_transaction(self, work: Callable[[Connection], Result], *,
                            notify: bool = False) -> Result:
-        """Run ``work`` in one write transaction; wake waiting long polls after it if ``notify``.
+        """Run ``work`` in one write transaction; wake waiting long polls after it if ``notify``
+        (this process's at once, other processes' through ``Notifier.announce`` at the commit).
 
         The transaction runs again when the database reports a transient conflict:
-        SQLite's busy timeout absorbs nearly all lock waits; what is left (and a
-        PostgreSQL unique race between two submits of one id) is retried here so
-        that no "database is locked" reaches a user.
+        SQLite's busy timeout absorbs nearly all lock waits; what is left (and, on
+        PostgreSQL, a unique race between two submits of one id or a deadlock between
+        crossing transactions) is retried here so that no "database is locked" or
+        "deadlock detected" reaches a user.
         """
         for attempt in range(DB_RETRY_ATTEMPTS):
             try:
                 with self.engine.begin() as connection:
                     result = work(connection)
+                    if notify:
+                        self.changes.announce(connection)
             except (OperationalError, IntegrityError) as exc:
                 if any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
                     raise StorageFull() from exc
-                transient = isinstance(exc, IntegrityError) or "locked" in str(exc).lower()
+                transient = isinstance(exc, IntegrityError) or is_lock_conflict(exc)
                 if not transient or attempt == DB_RETRY_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
@@ -234,12 +272,14 @@ class Store:
                                       "status": WorkerStatus.ONLINE.value}
             if info is not None:
                 values["info"] = dict(info)
+            # The task rows before the worker's row, the order a result takes them in:
+            # the other order deadlocks with the worker's results on PostgreSQL.
+            held = self._extend_leases(conn, worker_id, now)
             found = conn.execute(update(workers).where(
                 workers.c.worker_id == worker_id,
                 workers.c.status != WorkerStatus.OFFLINE.value).values(**values)).rowcount
             if not found:
                 raise WorkerNotFound(f"worker {worker_id!r} is not registered")
-            held = self._extend_leases(conn, worker_id, now)
             for task_id, fraction in progress.items():
                 if task_id in held:
                     conn.execute(update(tasks).where(tasks.c.task_id == task_id)
@@ -540,6 +580,8 @@ class Store:
                                            counts_as_failure=True)
                 if status is not None:
                     ended.append((row["task_id"], status))
+            if dead or ended:
+                self.changes.announce(conn)
             return ExpiryReport(
                 workers_dead=dead,
                 tasks_requeued=[tid for tid, s in ended if s is TaskStatus.PENDING],
@@ -559,12 +601,110 @@ class Store:
         now = self._now(now)
 
         def transaction(conn: Connection) -> int:
+            # Task rows before worker rows, as in a result (see ``heartbeat``).
+            renewed = conn.execute(update(tasks).where(tasks.c.status == TaskStatus.ASSIGNED.value)
+                                   .values(lease_expires_at=now + self.lease_seconds)).rowcount
             conn.execute(update(workers).where(workers.c.status == WorkerStatus.ONLINE.value)
                          .values(last_heartbeat_at=now))
-            return conn.execute(update(tasks).where(tasks.c.status == TaskStatus.ASSIGNED.value)
-                                .values(lease_expires_at=now + self.lease_seconds)).rowcount
+            return renewed
 
         return self._write_transaction(transaction)
+
+    # -- provider budgets ---------------------------------------------------------------
+
+    def reserve_provider_request(self, provider: str, key_id: str, *, worker_id: str,
+                                 tokens: int, since: float,
+                                 available_at: Callable[[BudgetUsage], float],
+                                 now: float | None = None) -> BudgetReservation:
+        """Count one request against the budget of ``provider`` and ``key_id`` if it fits now.
+
+        ``available_at(usage)`` decides (the budget's limits live with the caller), while
+        the budget's row is locked (``FOR UPDATE``; SQLite's write transaction), so two
+        replicas never both take a budget's last request. ``usage`` holds the requests
+        since ``since``; those older than ``PROVIDER_REQUEST_KEEP_SECONDS`` are deleted.
+        """
+        now = self._now(now)
+
+        def transaction(conn: Connection) -> BudgetReservation:
+            self._lock_budget(conn, provider, key_id)
+            usage = self._budget_usage(conn, provider, key_id, since)
+            moment = available_at(usage)
+            if moment > now:
+                return BudgetReservation(None, moment, usage)
+            reservation_id = uuid.uuid4().hex
+            conn.execute(insert(provider_requests).values(
+                reservation_id=reservation_id, provider=provider, key_id=key_id,
+                worker_id=worker_id, requested_at=now, tokens=tokens))
+            conn.execute(delete(provider_requests).where(
+                provider_requests.c.provider == provider, provider_requests.c.key_id == key_id,
+                provider_requests.c.requested_at < now - PROVIDER_REQUEST_KEEP_SECONDS))
+            counted = (*usage.requests, CountedRequest(now, tokens))
+            return BudgetReservation(reservation_id, moment,
+                                     dataclasses.replace(usage, requests=counted))
+
+        return self._write_transaction(transaction)
+
+    def settle_provider_request(self, provider: str, reservation_id: str, tokens: int) -> bool:
+        """Replace a counted request's estimate with the tokens used; False if it is unknown."""
+        def transaction(conn: Connection) -> bool:
+            return bool(conn.execute(update(provider_requests).where(
+                provider_requests.c.provider == provider,
+                provider_requests.c.reservation_id == reservation_id).values(tokens=tokens))
+                .rowcount)
+
+        return self._write_transaction(transaction)
+
+    def pause_provider_budget(self, provider: str, key_id: str, until: float) -> None:
+        """Rest a budget until ``until`` (a later pause wins; key '' rests every key)."""
+        def transaction(conn: Connection) -> None:
+            current = self._lock_budget(conn, provider, key_id)
+            if current is None or until > current:
+                conn.execute(update(provider_budgets).where(
+                    provider_budgets.c.provider == provider,
+                    provider_budgets.c.key_id == key_id).values(cooldown_until=until))
+
+        self._write_transaction(transaction)
+
+    def provider_budget_usage(self, provider: str, key_id: str, *, since: float) -> BudgetUsage:
+        """One budget's cooldown and the requests counted since ``since``."""
+        with self._read() as conn:
+            return self._budget_usage(conn, provider, key_id, since)
+
+    def list_provider_budgets(self, *, since: float) -> list[BudgetUsage]:
+        """Every budget used so far, by provider and key, with its requests since ``since``."""
+        with self._read() as conn:
+            keys = conn.execute(select(provider_budgets.c.provider, provider_budgets.c.key_id)
+                                .order_by(provider_budgets.c.provider, provider_budgets.c.key_id))
+            return [self._budget_usage(conn, row.provider, row.key_id, since) for row in keys]
+
+    def _lock_budget(self, conn: Connection, provider: str, key_id: str) -> float | None:
+        """Lock a budget's row for this transaction, creating it first; returns its own cooldown.
+
+        Two first requests creating it at once: one insert fails and its transaction runs
+        again (``_write_transaction``), then finds the row.
+        """
+        row = conn.execute(select(provider_budgets.c.cooldown_until).where(
+            provider_budgets.c.provider == provider, provider_budgets.c.key_id == key_id)
+            .with_for_update()).first()
+        if row is None:
+            conn.execute(insert(provider_budgets).values(provider=provider, key_id=key_id))
+            return None
+        return row.cooldown_until
+
+    def _budget_usage(self, conn: Connection, provider: str, key_id: str,
+                      since: float) -> BudgetUsage:
+        cooldowns = [until for (until,) in conn.execute(
+            select(provider_budgets.c.cooldown_until).where(
+                provider_budgets.c.provider == provider,
+                provider_budgets.c.key_id.in_([key_id, ""]),
+                provider_budgets.c.cooldown_until.is_not(None)))]
+        requests = conn.execute(select(provider_requests.c.requested_at, provider_requests.c.tokens)
+                                .where(provider_requests.c.provider == provider,
+                                       provider_requests.c.key_id == key_id,
+                                       provider_requests.c.requested_at > since)
+                                .order_by(provider_requests.c.requested_at, provider_requests.c.id))
+        return BudgetUsage(provider, key_id, max(cooldowns, default=None),
+                           tuple(CountedRequest(row.requested_at, row.tokens) for row in requests))
 
     # -- reading ------------------------------------------------------------------------
 
@@ -643,19 +783,36 @@ class Store:
             return float(conn.scalar(select(func.sum(tasks.c.finished_at - tasks.c.started_at))
                                      .where(tasks.c.status == TaskStatus.COMPLETED.value)) or 0.0)
 
-    def unexported_finished_tasks(self, *, limit: int = 10_000) -> list[Task]:
-        """Ended tasks not yet written to a results file, in the order they ended."""
-        query = (select(tasks).where(tasks.c.exported == 0,
-                                     tasks.c.status.in_([s.value for s in TaskStatus if s.is_final]))
-                 .order_by(tasks.c.finished_at, tasks.c.seq).limit(limit))
-        with self._read() as conn:
-            return [Task.from_row(row) for row in conn.execute(query).mappings()]
+    def claim_tasks_to_export(self, *, limit: int = 10_000,
+                              claim_seconds: float = EXPORT_CLAIM_SECONDS,
+                              now: float | None = None) -> list[Task]:
+        """Take ended tasks not yet in a results file, in the order they ended, for writing one.
+
+        One statement claims them for ``claim_seconds`` (``SKIP LOCKED``), so replicas
+        writing results at once never take the same task; ``mark_exported`` ends the
+        claim, and a writer that dies first lets it run out for another to take.
+        """
+        now = self._now(now)
+        candidates = (select(tasks.c.seq).where(
+            tasks.c.exported == 0, tasks.c.status.in_([s.value for s in TaskStatus if s.is_final]),
+            or_(tasks.c.export_claimed_until.is_(None), tasks.c.export_claimed_until < now))
+            .order_by(tasks.c.finished_at, tasks.c.seq).limit(limit)
+            .with_for_update(skip_locked=True))
+
+        def transaction(conn: Connection) -> list[Task]:
+            rows = conn.execute(update(tasks).where(tasks.c.seq.in_(candidates))
+                                .values(export_claimed_until=now + claim_seconds)
+                                .returning(*tasks.c)).mappings().all()
+            return sorted((Task.from_row(row) for row in rows),
+                          key=lambda task: (task.finished_at or 0.0, task.seq))
+
+        return self._write_transaction(transaction)
 
     def mark_exported(self, task_ids: Sequence[str]) -> None:
         """Remember that these tasks are in a results file."""
         def transaction(conn: Connection) -> None:
             conn.execute(update(tasks).where(tasks.c.task_id.in_(list(task_ids)))
-                         .values(exported=1))
+                         .values(exported=1, export_claimed_until=None))
 
         self._write_transaction(transaction)
 
