@@ -116,7 +116,7 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     """
     worker_types = worker_types_for(batch, llm_worker_type=llm_worker_type)
     local = dataclasses.replace(config, host="127.0.0.1", port=0)
-    orchestrator = Orchestrator(local, watch_folder=False)
+    orchestrator = Orchestrator(local, watch_folder=False, command="elastic run")
     orchestrator.start_in_thread()
     started_at = time.time()
     processes: dict[str, subprocess.Popen[bytes]] = {}

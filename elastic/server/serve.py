@@ -20,6 +20,8 @@ from elastic.config import Config
 from elastic.errors import ConfigError
 from elastic.server.app import make_app
 from elastic.store import Store, open_store
+from elastic.store.dialects import shown_url
+from elastic.store.lock import hold_database
 from elastic.web import listen
 
 log = logging.getLogger("elastic.server")
@@ -37,20 +39,39 @@ def check_bind_address(config: Config) -> None:
 
 
 class Orchestrator:
-    """The server and its loops, startable in the foreground or in a thread."""
+    """The server and its loops, startable in the foreground or in a thread.
+
+    On SQLite it holds the database's lock file while it lives (``store.lock``):
+    a second orchestrator on the same file is refused with ``DatabaseInUse``.
+    ``command`` names this process in that refusal. A store passed in stays the
+    caller's to close; one opened here is closed by ``stop``.
+    """
 
     def __init__(self, config: Config, *, store: Store | None = None,
-                 watch_folder: bool = True, write_results: bool = True) -> None:
+                 watch_folder: bool = True, write_results: bool = True,
+                 command: str = "elastic serve") -> None:
         self.config = config
+        url = config.database_url if store is None else store.engine.url.render_as_string(
+            hide_password=False)
+        self.lock = hold_database(url, command=command)
         self.owns_store = store is None
-        self.store = store or open_store(
-            config.database_url, max_retries=config.max_task_retries,
-            lease_seconds=config.lease_seconds,
-            worker_timeout_seconds=config.worker_timeout_seconds)
+        try:
+            self.store = store or open_store(
+                config.database_url, max_retries=config.max_task_retries,
+                lease_seconds=config.lease_seconds,
+                worker_timeout_seconds=config.worker_timeout_seconds)
+        except BaseException:
+            self.owns_store = False
+            self._let_go()
+            raise
+        try:
+            self.server = listen(make_app(self.store, config), host=config.host,
+                                 port=config.port, threads=config.server_threads,
+                                 channel_timeout=max(120, int(config.max_wait_seconds) + 30))
+        except BaseException:
+            self._let_go()
+            raise
         self.stopping = threading.Event()
-        self.server = listen(make_app(self.store, config), host=config.host, port=config.port,
-                             threads=config.server_threads,
-                             channel_timeout=max(120, int(config.max_wait_seconds) + 30))
         self.loops: list[threading.Thread] = []
         self.results_files: list[Path] = []
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
@@ -104,7 +125,8 @@ class Orchestrator:
     def serve_forever(self) -> None:
         """Serve until ``stop`` is called (or the process is interrupted)."""
         self.start_loops()
-        log.info("elastic serving on %s (database %s)", self.url, _safe_url(self.config))
+        log.info("elastic serving on %s (database %s)", self.url,
+                 shown_url(self.config.database_url))
         try:
             self.server.run()
         except OSError:
@@ -136,12 +158,11 @@ class Orchestrator:
             self.write_results()
         except Exception:
             log.exception("could not write the last results file")
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Close the store if this orchestrator opened it, and release the database lock."""
         if self.owns_store:
             self.store.close()
-
-
-def _safe_url(config: Config) -> str:
-    """The database URL without a password."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(config.database_url).render_as_string(hide_password=True)
+        if self.lock is not None:
+            self.lock.release()
