@@ -503,3 +503,102 @@ def _parse_since(since: str | None) -> float | None:
         raise ConfigError("since", "flag", "an ISO date or date-time, e.g. 2024-07-08T14:30",
                           since) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@main.group()
+def db() -> None:
+    """The database: its schema revision, upgrades, and moving it to PostgreSQL.
+
+    Example:
+
+        elastic db copy sqlite:///elastic.db postgresql://db-host/elastic
+    """
+
+
+@db.command("upgrade")
+@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@config_option
+@reports_errors
+def db_upgrade(database_url: str | None, config_path: str | None) -> None:
+    """Create the schema, or upgrade it to this version's newest revision.
+
+    Example:
+
+        elastic db upgrade --db postgresql://db-host/elastic
+    """
+    from elastic.store import dialects, migrate
+
+    settings = load_config(config_path, database_url=database_url)
+    engine = dialects.create_store_engine(settings.database_url)
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade_to_head(engine)
+        after = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    stdout.print(f"{dialects.shown_url(settings.database_url)}: {before or 'empty'} -> {after}",
+                 highlight=False)
+
+
+@db.command("current")
+@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@config_option
+@reports_errors
+def db_current(database_url: str | None, config_path: str | None) -> None:
+    """Show the database's schema revision; exit code 1 when it is behind this version.
+
+    Example:
+
+        elastic db current --db sqlite:///elastic.db
+    """
+    from elastic.store import dialects, migrate
+
+    settings = load_config(config_path, database_url=database_url)
+    engine = dialects.create_store_engine(settings.database_url)
+    try:
+        current = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    head = migrate.head_revision()
+    if current == head:
+        stdout.print(f"{current} (head)", highlight=False)
+        return
+    stdout.print(f"{current or 'empty'} (this elastic writes {head}: run elastic db upgrade)",
+                 highlight=False)
+    sys.exit(1)
+
+
+@db.command("copy")
+@click.argument("source")
+@click.argument("target")
+@click.option("--live", is_flag=True,
+              help="Copy a consistent snapshot of a database a server is using; what it "
+                   "writes afterwards is not copied.")
+@config_option
+@reports_errors
+def db_copy(source: str, target: str, live: bool, config_path: str | None) -> None:
+    """Copy every table of SOURCE into the empty database TARGET (e.g. SQLite to PostgreSQL).
+
+    Stop `elastic serve` on SOURCE first (else the copy is refused, unless --live),
+    copy, then start the servers on TARGET.
+
+    Example:
+
+        elastic db copy sqlite:///elastic.db postgresql://postgres@db-host/elastic
+    """
+    from elastic.store.copy import copy_database
+    from elastic.store.dialects import shown_url
+    from elastic.store.lock import hold_database
+
+    load_config(config_path)
+    locks = [] if live else [hold_database(source, command="elastic db copy")]
+    locks.append(hold_database(target, command="elastic db copy"))
+    try:
+        report = copy_database(source, target)
+    finally:
+        for lock in locks:
+            if lock is not None:
+                lock.release()
+    counts = ", ".join(f"{name} {rows}" for name, rows in report.rows.items())
+    stdout.print(f"copied {report.total} row(s) to {shown_url(target)}: {counts}",
+                 highlight=False)
