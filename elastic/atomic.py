@@ -23,9 +23,12 @@ from typing import Any
 NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically, creating its folder; returns ``path``."""
-    temporary = _write_temporary(path.parent, path.name, text)
+def atomic_write_text(path: Path, text: str, *, mode: int = 0o666) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, creating its folder; returns ``path``.
+
+    ``mode`` is the new file's permissions (before the umask): 0o600 for a secret.
+    """
+    temporary = _write_temporary(path.parent, path.name, text, mode=mode)
     try:
         os.replace(temporary, path)
     except BaseException:
@@ -84,11 +87,11 @@ def move_to_unused(source: Path, folder: Path, stem: str, suffix: str = ".json",
     return target
 
 
-def _write_temporary(folder: Path, name: str, text: str) -> Path:
+def _write_temporary(folder: Path, name: str, text: str, *, mode: int = 0o666) -> Path:
     """``text`` written and flushed to disk in a new hidden temporary file of ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{name}.{secrets.token_hex(4)}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             file.write(text)

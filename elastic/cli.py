@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 from rich.console import Console
@@ -26,7 +27,7 @@ from rich.live import Live
 
 from elastic import __version__, config, console, taskfiles
 from elastic.errors import ConfigError, ElasticError
-from elastic.tasks import NewTask
+from elastic.tasks import NewTask, TaskStatus
 from elastic.transport import task_path, task_status_path
 from elastic.worker_types import LLM_WORKER_TYPES, WORKER_TYPES
 
@@ -166,19 +167,28 @@ def worker(server_url: str | None, worker_type: str, worker_id: str | None, capa
         capabilities=worker_capabilities(worker_type, extra, provider=provider),
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         poll_wait_seconds=settings.poll_interval_seconds,
-        checkpoint_interval_seconds=settings.checkpoint_interval_seconds)
+        checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
+        max_task_seconds=settings.max_task_seconds or None,
+        secret_path=_secret_path(settings, worker_id))
     executors = {**EXECUTORS,
                  "simulation": Simulation(memory_limit_mb=settings.memory_limit_mb)}
-    loop = WorkerLoop(Transport(settings.server_url, token=settings.token), worker_settings,
-                      executors=executors, provider=provider)
-    if provider is not None:
-        share_budget(provider, Transport(settings.server_url, token=settings.token),
-                     worker_id=worker_settings.worker_id, stopping=loop.stopping)
+    transport = Transport(settings.server_url, token=settings.token)
+    loop = WorkerLoop(transport, worker_settings, executors=executors, provider=provider)
+    if provider is not None:  # the same transport: budget calls carry the worker's secret
+        share_budget(provider, transport, worker_id=worker_settings.worker_id,
+                     stopping=loop.stopping)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: loop.stop())
     if port is not None:
         start_status_server(loop, host="127.0.0.1", port=port, token=settings.token)
     loop.run()
+
+
+def _secret_path(settings: config.Config, worker_id: str | None) -> Path | None:
+    """Where a worker keeps its secret: only one given its ``--id`` restarts under it."""
+    if worker_id is None:
+        return None
+    return settings.resolve(settings.state_path) / "workers" / f"{quote(worker_id, safe='')}.secret"
 
 
 def _parse_json_option(name: str, raw: str | None) -> dict[str, Any]:
@@ -223,17 +233,30 @@ def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
     stdout.print(f"submitted {sum(a['created'] for a in answers)} task(s), "
                  f"{sum(a['duplicates'] for a in answers)} already known")
     task_ids = [task_id for answer in answers for task_id in answer["task_ids"]]
-    if wait and not _wait_with_progress(transport, task_ids):
+    if not wait:
+        return
+    ended = _wait_with_progress(transport, task_ids)
+    _print_held(ended)
+    if any(task["status"] != "completed" for task in ended):
         sys.exit(1)
 
 
 def _task_body(task: NewTask) -> dict[str, Any]:
     return {"task_id": task.task_id, "type": task.type, "data": task.data,
-            "priority": task.priority, "description": task.description}
+            "priority": task.priority, "description": task.description,
+            "timeout_seconds": task.timeout_seconds}
 
 
-def _wait_with_progress(transport: Any, task_ids: list[str]) -> bool:
-    """Show a progress bar until every task ended; True if all completed.
+def _print_held(tasks: list[dict[str, Any]]) -> None:
+    """Say which tasks are held, why, and how to let them run again."""
+    for task in tasks:
+        if task["status"] == "held":
+            stdout.print(console.held_line(task["task_id"], task["held_reason"], task["error"]),
+                         highlight=False, soft_wrap=True)
+
+
+def _wait_with_progress(transport: Any, task_ids: list[str]) -> list[dict[str, Any]]:
+    """Show a progress bar until every task ended or is held; their last summaries.
 
     Each round long-polls one open task (the wake-up) and then reads the open tasks
     in lists of ``STATUS_IDS_PER_REQUEST``, not one request per task.
@@ -244,7 +267,7 @@ def _wait_with_progress(transport: Any, task_ids: list[str]) -> bool:
         while True:
             open_ids = [tid for tid in task_ids if statuses.get(tid, {}).get("finished_at") is None]
             if not open_ids:
-                return all(s["status"] == "completed" for s in statuses.values())
+                return [statuses[task_id] for task_id in task_ids]
             transport.get(task_status_path(open_ids[0]), params={"wait": 1})
             for start in range(0, len(open_ids), STATUS_IDS_PER_REQUEST):
                 chunk = open_ids[start:start + STATUS_IDS_PER_REQUEST]
@@ -315,7 +338,8 @@ def status(server_url: str | None, watch: bool, as_json: bool, config_path: str 
 
 
 def _status_data(transport: Any) -> dict[str, Any]:
-    failures = transport.get("/api/tasks", params={"status": "failed", "limit": RECENT_FAILURES})
+    failures = transport.get("/api/tasks", params={"status": ["failed", "held"],
+                                                   "limit": RECENT_FAILURES})
     return {"stats": transport.get("/api/stats"),
             "workers": transport.get("/api/workers/list")["workers"],
             "recent_failures": failures["tasks"]}
@@ -347,6 +371,29 @@ def cancel(task_id: str, server_url: str | None, config_path: str | None) -> Non
 
 
 @main.command()
+@click.argument("task_id")
+@server_option
+@config_option
+@reports_errors
+def release(task_id: str, server_url: str | None, config_path: str | None) -> None:
+    """Let a held task run again: back in the queue with fresh retry and worker-death counts.
+
+    A task is held when its attempts killed workers (a poison task) or failed in a way
+    a retry cannot fix (invalid input, a refused API key); fix the cause first.
+
+    Example:
+
+        elastic release sim_001
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    answer = Transport(settings.server_url, token=settings.token).post(
+        task_path(task_id, "release-hold"))
+    stdout.print(f"{answer['task_id']}: {answer['status']}")
+
+
+@main.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--workers", "workers_per_type", type=click.IntRange(1, 64),
               default=lambda: max(2, os.cpu_count() or 2),
@@ -374,7 +421,7 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
         bar = progress.add_task("batch", total=len(batch), detail="")
 
         def show(tasks: list[Any]) -> None:
-            finished = sum(task.status.is_final for task in tasks)
+            finished = sum(task.status.is_settled for task in tasks)
             progress.update(bar, completed=finished,
                             detail=console.count_words(t.status.value for t in tasks))
 
@@ -384,6 +431,10 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
         stdout.print(f"{outcome.already_known} task(s) were already in the database "
                      "(same task_id): shown as they ended, not run again")
     stdout.print(console.summary_table(outcome.tasks))
+    for task in outcome.tasks:
+        if task.status is TaskStatus.HELD:
+            stdout.print(console.held_line(task.task_id, task.held_reason, task.error),
+                         highlight=False, soft_wrap=True)
     for path in outcome.results_files:
         stdout.print(f"results written to {path}", highlight=False, soft_wrap=True)
     sys.exit(0 if outcome.all_completed else 1)

@@ -19,6 +19,13 @@ from elastic.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("elastic.toml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# A token guarding a reachable server must be at least this long, with this many
+# different characters (python -c 'import secrets; print(secrets.token_urlsafe())').
+MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_DISTINCT_CHARACTERS = 8
+# Server threads that long polls may never take: heartbeats, leases and results always
+# find one free (see elastic/server/waiters.py).
+MIN_FREE_THREADS = 4
 
 # Environment names from the seeds, kept as they were promised to users.
 SEED_ENV_NAMES = {
@@ -52,12 +59,20 @@ class Config:
     results_interval_seconds: float = 10.0
     results_path: str = "results"
     task_queues_path: str = "task_queues"
+    state_path: str = ".elastic"
     log_level: str = "INFO"
     max_body_bytes: int = 10 * 1024 * 1024
     server_threads: int = 32
+    max_long_polls: int = 24
+    max_connections: int = 1000
     max_wait_seconds: float = 60.0
     checkpoint_interval_seconds: float = 30.0
     memory_limit_mb: float = 2048.0
+    task_timeout_seconds: float = 3600.0
+    max_task_seconds: float = 0.0
+    max_worker_deaths: int = 3
+    retry_backoff_seconds: float = 2.0
+    retry_backoff_max_seconds: float = 60.0
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str = str(DEFAULT_CONFIG_PATH)
 
@@ -69,6 +84,17 @@ class Config:
     def provider_settings(self, name: str) -> dict[str, Any]:
         """The [providers.<name>] table (empty when absent)."""
         return dict(self.providers.get(name, {}))
+
+
+def weak_token_problem(token: str) -> str | None:
+    """Why ``token`` is too weak to guard a server others can reach (None: it is not)."""
+    if len(token) < MIN_TOKEN_LENGTH or token != token.strip():
+        return f"at least {MIN_TOKEN_LENGTH} characters, without blanks around them"
+    if any(character.isspace() for character in token):
+        return "no blanks"
+    if len(set(token)) < MIN_TOKEN_DISTINCT_CHARACTERS:
+        return f"at least {MIN_TOKEN_DISTINCT_CHARACTERS} different characters"
+    return None
 
 
 def _whole(minimum: int) -> tuple[str, Callable[[Any], Any]]:
@@ -149,12 +175,20 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "results_interval_seconds": _seconds(0.01),
     "results_path": ("a folder path", _text),
     "task_queues_path": ("a folder path", _text),
+    "state_path": ("a folder path", _text),
     "log_level": ("one of " + ", ".join(LOG_LEVELS), _log_level),
     "max_body_bytes": _whole(1024),
     "server_threads": _whole(2),
+    "max_long_polls": _whole(1),
+    "max_connections": _whole(16),
     "max_wait_seconds": _seconds(0.0),
     "checkpoint_interval_seconds": _seconds(0.01),
     "memory_limit_mb": _megabytes(1.0),
+    "task_timeout_seconds": _seconds(1.0),
+    "max_task_seconds": _seconds(0.0),
+    "max_worker_deaths": _whole(1),
+    "retry_backoff_seconds": _seconds(0.0),
+    "retry_backoff_max_seconds": _seconds(0.0),
     "providers": ("tables [providers.<name>]", _providers),
 }
 
@@ -193,6 +227,11 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
             _apply(values, {key: environ[name]}, source=f"environment {name}")
     _apply(values, {k: v for k, v in (overrides or {}).items() if v is not None}, source="flag")
     config = Config(**values)
+    if config.server_threads - config.max_long_polls < MIN_FREE_THREADS:
+        raise ConfigError("max_long_polls", "config", f"at most server_threads - "
+                          f"{MIN_FREE_THREADS} = {config.server_threads - MIN_FREE_THREADS}, so "
+                          "that heartbeats and results always find a free thread",
+                          config.max_long_polls)
     if not config.database_url:
         default_db = Path(config.config_path).resolve().parent / "elastic.db"
         config = dataclasses.replace(config, database_url=f"sqlite:///{default_db}")

@@ -15,6 +15,7 @@ from elastic.tasks import Task, TaskStatus
 
 STATUS_STYLES = {"completed": "green", "failed": "red", "cancelled": "yellow",
                  "assigned": "cyan", "pending": "white", "redistributed": "magenta",
+                 "held": "bold magenta",
                  "online": "green", "busy": "cyan", "dead": "red", "offline": "dim"}
 
 
@@ -38,6 +39,12 @@ def count_words(statuses: Iterable[str]) -> str:
     return ", ".join(f"{n} {styled(word)}" for word, n in sorted(counts.items()))
 
 
+def held_line(task_id: str, reason: str | None, error: str | None) -> str:
+    """One line saying a task is held, why, and how to let it run again."""
+    return (f"{task_id} held ({reason}): {error or 'no error recorded'}; fix the cause, "
+            f"then `elastic release {task_id}` to run it again")
+
+
 def summary_table(tasks: Sequence[Task]) -> Table:
     """One row per task of a batch: status, algorithm, worker, time and the key figures."""
     table = Table(title="batch summary")
@@ -59,6 +66,8 @@ def _type_label(task: Task) -> str:
 
 def _outcome(task: Task) -> str:
     result = task.result or {}
+    if task.status is TaskStatus.HELD:
+        return f"[magenta]{task.held_reason}: {task.error or ''}[/magenta]"
     if task.status is not TaskStatus.COMPLETED:
         return f"[red]{task.error or ''}[/red]"
     if "total_energy" in result:
@@ -109,7 +118,8 @@ def _provider_cell(provider: Mapping[str, Any] | None) -> str:
 
 def _tasks_table(counts: Mapping[str, int]) -> Table:
     table = Table(title="tasks by state")
-    words = ["pending", "redistributed", "assigned", "completed", "failed", "cancelled", "total"]
+    words = ["pending", "redistributed", "assigned", "held", "completed", "failed", "cancelled",
+             "total"]
     for word in words:
         table.add_column(word, justify="right")
     shown = seed004.tasks_summary(counts)
@@ -118,10 +128,12 @@ def _tasks_table(counts: Mapping[str, int]) -> Table:
 
 
 def _failures_table(failures: Sequence[Mapping[str, Any]]) -> Table:
-    table = Table(title="recent failures")
-    for column in ("task", "type", "attempts", "finished", "error"):
+    table = Table(title="recent failures and held tasks (elastic release ID)")
+    for column in ("task", "type", "status", "attempts", "finished", "error"):
         table.add_column(column)
     for task in failures:
-        table.add_row(task["task_id"], task["type"], str(task["attempts"]),
-                      task.get("finished_at") or "-", f"[red]{task.get('error') or ''}[/red]")
+        reason = f"{task['held_reason']}: " if task.get("held_reason") else ""
+        table.add_row(task["task_id"], task["type"], styled(task["status"]),
+                      str(task["attempts"]), task.get("finished_at") or "-",
+                      f"[red]{reason}{task.get('error') or ''}[/red]")
     return table

@@ -16,6 +16,8 @@ class ElasticError(Exception):
     exit_code = 1
     retryable = True  # whether another attempt of the task could succeed
     hand_back = False  # True: this worker cannot run it now but another could; not a failure
+    # Why a task that raised it (not retryable) is held: one of elastic.tasks.HeldReason.
+    held_reason = "not_retryable"
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or "").strip())
@@ -32,6 +34,7 @@ class InvalidInput(ElasticError):
     http_status = 400
     exit_code = 2
     retryable = False
+    held_reason = "invalid_input"
 
 
 class InvalidTask(InvalidInput):
@@ -67,6 +70,7 @@ class UnavailableAlgorithm(ElasticError):
     """The requested simulation algorithm is not available on this machine."""
 
     retryable = False
+    held_reason = "unavailable"
 
 
 class NotFound(ElasticError):
@@ -95,6 +99,10 @@ class StaleLease(Conflict):
 
 class WrongState(Conflict):
     """The task is not in a state that allows this."""
+
+
+class WorkerIdTaken(Conflict):
+    """A live worker holds this id with a secret; only it (or after it dies, anyone) may register it."""
 
 
 class Unauthorized(ElasticError):

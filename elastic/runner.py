@@ -108,7 +108,8 @@ def stop_workers(processes: Sequence[subprocess.Popen[bytes]]) -> None:
 def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int,
               llm_worker_type: str = "deepseek",
               on_progress: Callable[[list[Task]], None] = lambda tasks: None) -> BatchOutcome:
-    """Serve, start workers, queue ``batch`` and wait until every task of it has ended.
+    """Serve, start workers, queue ``batch`` and wait until every task of it has ended (or
+    is held).
 
     Raises:
         ConfigError: ``llm_worker_type`` cannot run a task of the batch (before anything
@@ -170,7 +171,7 @@ def refuse_work_nobody_here_can_run(tasks: Sequence[Task], workers: Sequence[Wor
         ElasticError: naming each missing type, algorithm or model and how many tasks need it.
     """
     reasons = Counter(Requirement.of(task.type, task.data).unmet_reason(workers)
-                      for task in tasks if not task.status.is_final)
+                      for task in tasks if not task.status.is_settled)
     reasons.pop(None, None)
     if not reasons:
         return
@@ -191,7 +192,8 @@ def _how_to_offer(reason: str | None) -> str:
 def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
                    on_progress: Callable[[list[Task]], None],
                    processes: Sequence[subprocess.Popen[bytes]]) -> list[Task]:
-    """Wait (woken by changes in the store) until every task has ended.
+    """Wait (woken by changes in the store) until every task has ended or is held (a held
+    task will not finish by itself: the summary says why).
 
     The batch is re-read at most ``REFRESHES_PER_SECOND`` times a second: a fast batch
     ends thousands of tasks a second, and re-reading it after each would cost N² rows.
@@ -205,7 +207,7 @@ def wait_for_tasks(orchestrator: Orchestrator, task_ids: Sequence[str], *,
         refreshed_at = time.monotonic()
         tasks = store.list_tasks(task_ids=task_ids)
         on_progress(tasks)
-        if all(task.status.is_final for task in tasks):
+        if all(task.status.is_settled for task in tasks):
             return tasks
         if processes and all(process.poll() is not None for process in processes):
             raise ElasticError("every worker process exited before the batch ended; "

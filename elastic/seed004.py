@@ -3,8 +3,10 @@
 The seed-004 monitoring views (``/stats``, ``/tasks``, ``/workers``) and the results
 files speak the seed's language, which its jq examples rely on: a task back in the
 queue after a failed attempt reads ``redistributed``; a live worker reads ``active``
-(any other ``inactive``); statistics have a ``tasks_summary``. This module is the only
-place that translates to those words; it shapes records and does no I/O of its own.
+(any other ``inactive``); statistics have a ``tasks_summary``. The seed has no word
+for a task held for a person (``elastic release``): it reads ``held`` here too, with
+its ``held_reason``; failed-like words would hide that it can still run. This module is
+the only place that translates to those words; it shapes records and does no I/O of its own.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def task_view(task: Task) -> dict[str, Any]:
         "priority": priority_word(task.priority), "priority_value": task.priority,
         "description": task.description, "worker_id": task.worker_id,
         "attempts": task.attempts, "progress": task.progress, "error": task.error,
+        "held_reason": task.held_reason,
         "created_at": iso(task.created_at), "completed_at": iso(task.finished_at),
         "execution_time": task.execution_time_s, "result": task.result,
     }
@@ -79,6 +82,7 @@ def stats_summary(store: Store) -> dict[str, Any]:
             "total_tasks": counts["total"], "completed_tasks": counts["completed"],
             "failed_tasks": counts["failed"], "pending_tasks": counts["pending"],
             "running_tasks": counts["assigned"], "cancelled_tasks": counts["cancelled"],
+            "held_tasks": counts["held"],
             "active_workers": active,
             "total_execution_time": round(store.total_execution_seconds(), 3),
         },
@@ -116,6 +120,7 @@ def task_result_entry(task: Task) -> dict[str, Any]:
         "priority": priority_word(task.priority), "priority_value": task.priority,
         "description": task.description, "source": task.source, "attempts": task.attempts,
         "created_at": iso(task.created_at), "error": task.error,
+        "held_reason": task.held_reason,
     })
 
 

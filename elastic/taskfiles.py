@@ -5,6 +5,8 @@
 - seed 000: ``{"tasks": [{"type", "data", "priority": 1..10}]}``, or one such task
   (``task_id`` and ``description`` allowed). A seed-004 list may mix in such tasks.
 
+Either kind of task may give its own ``timeout_seconds`` (how long an attempt may run).
+
 The first problem found raises ``InvalidTask`` with the task's index and a field
 path such as ``tasks[2].parameters.num_steps`` or ``tasks[0].data.messages``;
 nothing of a bad file is returned. Tasks without an id get one derived from the
@@ -24,11 +26,18 @@ from typing import Any
 
 from elastic.errors import InvalidTask, UnknownTaskType
 from elastic.executors import validate_task_data
-from elastic.tasks import DEFAULT_PRIORITY, TASK_TYPES, NewTask, id_problem, parse_priority
+from elastic.tasks import (
+    DEFAULT_PRIORITY,
+    TASK_TYPES,
+    NewTask,
+    id_problem,
+    parse_priority,
+    parse_timeout_seconds,
+)
 
 DIGEST_CHARS = 16
 DOCUMENT_KEYS = frozenset({"metadata", "tasks"})
-COMMON_KEYS = frozenset({"task_id", "type", "priority", "description"})
+COMMON_KEYS = frozenset({"task_id", "type", "priority", "description", "timeout_seconds"})
 NESTED_KEYS = COMMON_KEYS | {"data"}
 FLAT_SIMULATION_KEYS = COMMON_KEYS | {"algorithm", "parameters"}
 
@@ -140,7 +149,8 @@ def _parse_task(entry: object, *, index: int, path: str, source: str,
     try:
         return NewTask(task_id=_task_id(entry, index=index, digest=digest),
                        type=shape.task_type, data=shape.data, priority=_priority(entry),
-                       description=_description(entry), source=source)
+                       description=_description(entry), source=source,
+                       timeout_seconds=_timeout_seconds(entry))
     except InvalidTask as exc:
         raise _located(exc, index=index, path=path) from None
 
@@ -205,6 +215,15 @@ def _priority(entry: Mapping[str, Any]) -> int:
         return parse_priority(entry["priority"])
     except ValueError as exc:
         raise InvalidTask(str(exc), field="priority") from None
+
+
+def _timeout_seconds(entry: Mapping[str, Any]) -> float | None:
+    if entry.get("timeout_seconds") is None:
+        return None
+    try:
+        return parse_timeout_seconds(entry["timeout_seconds"])
+    except ValueError as exc:
+        raise InvalidTask(str(exc), field="timeout_seconds") from None
 
 
 def _description(entry: Mapping[str, Any]) -> str | None:

@@ -30,14 +30,18 @@ MIN_PRIORITY, MAX_PRIORITY = 1, 10
 MAX_ID_LENGTH = 200  # task and worker ids (the tables' String(200))
 MAX_SOURCE_LENGTH = 500  # a task's source: the file it came from (the table's String(500))
 MAX_ESTIMATED_TOKENS = 10**9  # the most tokens a request or a budget may speak of
+MAX_TIMEOUT_SECONDS = 30 * 86_400  # the longest time limit a task may ask for
 
 
 class TaskStatus(enum.StrEnum):
     """Where a task is in its life. ``pending`` after a failed attempt reads
-    ``redistributed`` in the seed-004 views (see elastic/seed004.py)."""
+    ``redistributed`` in the seed-004 views (see elastic/seed004.py). ``held`` waits for
+    a person (``elastic release``): its attempts killed workers, or a retry cannot fix it;
+    it shows as ``held`` in every view."""
 
     PENDING = "pending"
     ASSIGNED = "assigned"
+    HELD = "held"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -47,20 +51,30 @@ class TaskStatus(enum.StrEnum):
         """Whether the task has ended for good."""
         return self in FINAL_STATUSES
 
+    @property
+    def is_settled(self) -> bool:
+        """Whether the task will not move by itself: ended, or held for a person.
+
+        Whoever waits for a task (``elastic run``, ``submit --wait``, a long poll) stops here.
+        """
+        return self in SETTLED_STATUSES
+
 
 # The state machine: every status write in the store is guarded by this table (see
 # ``statuses_that_may_become``), so a new state is one enum member and one row here.
 ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset({TaskStatus.ASSIGNED, TaskStatus.CANCELLED}),
-    TaskStatus.ASSIGNED: frozenset(
-        {TaskStatus.PENDING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED}
-    ),
+    TaskStatus.ASSIGNED: frozenset({TaskStatus.PENDING, TaskStatus.HELD, TaskStatus.COMPLETED,
+                                    TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    TaskStatus.HELD: frozenset({TaskStatus.PENDING, TaskStatus.CANCELLED}),
     TaskStatus.COMPLETED: frozenset(),
     TaskStatus.FAILED: frozenset(),
     TaskStatus.CANCELLED: frozenset(),
 }
 
 FINAL_STATUSES = frozenset(old for old, moves in ALLOWED_TRANSITIONS.items() if not moves)
+# Statuses only a person moves a task out of (``held``: ``elastic release`` or cancel).
+SETTLED_STATUSES = FINAL_STATUSES | {TaskStatus.HELD}
 
 
 def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
@@ -89,9 +103,55 @@ class AttemptOutcome(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     EXPIRED = "expired"
+    TIMED_OUT = "timed_out"  # ran past its timeout_seconds
     WORKER_DEAD = "worker_dead"
     HANDED_BACK = "handed_back"
+    UNDELIVERED = "undelivered"  # the worker never got the lease (the answer was lost)
     CANCELLED = "cancelled"
+
+
+class HeldReason(enum.StrEnum):
+    """Why a task is ``held``: machine-readable, in ``held_reason``."""
+
+    WORKER_DEATHS = "worker_deaths"  # workers died while running it, max_worker_deaths times
+    INVALID_INPUT = "invalid_input"  # its data is not valid (checked where it runs)
+    REJECTED_BY_PROVIDER = "rejected_by_provider"  # bad API key, unknown model...
+    UNAVAILABLE = "unavailable"  # what it needs is missing on the worker (a kernel not built)
+    RESULT_TOO_LARGE = "result_too_large"  # over the server's max_body_bytes
+    NOT_RETRYABLE = "not_retryable"  # any other failure its worker says a retry cannot fix
+
+    @classmethod
+    def of(cls, word: object) -> HeldReason:
+        """The reason a worker reported (``reason`` of a failed result); unknown words are
+        ``not_retryable``."""
+        try:
+            return cls(word)
+        except ValueError:
+            return cls.NOT_RETRYABLE
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """What happens after an attempt ends without a result: the one place for the rule.
+
+    A failed attempt is retried ``max_retries`` times; a worker dying while it runs the
+    task is counted apart (``worker_deaths``) and the task is held after
+    ``max_worker_deaths`` of them (a poison task); a retry waits ``backoff_seconds``,
+    doubling up to ``backoff_max_seconds``, times a random factor in [0.5, 1] (jitter),
+    and for one more such wait only other workers than the last one to fail it may take it.
+    """
+
+    max_retries: int = 3
+    max_worker_deaths: int = 3
+    backoff_seconds: float = 2.0
+    backoff_max_seconds: float = 60.0
+
+    def delay_seconds(self, bad_attempts: int, jitter: float) -> float:
+        """The wait before retry number ``bad_attempts`` (1 = the first), ``jitter`` in [0, 1)."""
+        if bad_attempts <= 0 or self.backoff_seconds <= 0:
+            return 0.0
+        doubled = self.backoff_seconds * 2.0 ** min(bad_attempts - 1, 30)
+        return min(self.backoff_max_seconds, doubled) * (0.5 + jitter / 2)
 
 
 def whole_number(value: object) -> int | None:
@@ -125,6 +185,24 @@ def id_problem(value: object) -> str | None:
             or "/" in value or "\x00" in value):
         return f"must be a string of 1..{MAX_ID_LENGTH} characters without '/' or NUL"
     return None
+
+
+def parse_timeout_seconds(value: object) -> float:
+    """A task's ``timeout_seconds``: a number of seconds above 0, at most 30 days.
+
+    Raises:
+        ValueError: saying what is accepted.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be a number of seconds, got {value!r}")
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"must be above 0 and at most {MAX_TIMEOUT_SECONDS} seconds, got {value!r}")
+    return float(value)
+
+
+def time_limit_error(timeout_seconds: float) -> str:
+    """The error of an attempt stopped at its time limit (by its worker or the server)."""
+    return f"ran longer than its time limit of {timeout_seconds:g} s (timeout_seconds)"
 
 
 def priority_word(priority: int) -> str:
@@ -225,6 +303,7 @@ class NewTask:
     priority: int = DEFAULT_PRIORITY
     description: str | None = None
     source: str | None = None
+    timeout_seconds: float | None = None  # None: the server's task_timeout_seconds
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,7 +323,11 @@ class Task:
     source: str | None
     attempts: int
     failures: int
+    worker_deaths: int
     max_retries: int
+    held_reason: str | None
+    timeout_seconds: float | None
+    not_before: float
     worker_id: str | None
     lease_token: int
     lease_expires_at: float | None
@@ -278,11 +361,13 @@ class Task:
 
 @dataclass(frozen=True, kw_only=True)
 class Lease:
-    """A task handed to a worker: the task and the fencing token that proves it."""
+    """A task handed to a worker: the task, the fencing token that proves it, and how long
+    the attempt may run (the task's ``timeout_seconds`` or the server's default)."""
 
     task: Task
     lease_token: int
     lease_expires_at: float
+    timeout_seconds: float
 
 
 @dataclass(frozen=True, kw_only=True)

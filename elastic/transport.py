@@ -26,6 +26,9 @@ from elastic.errors import (
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:5000"
+# Where a worker's calls carry the secret its registration was answered (checked by
+# elastic/server/identity.py).
+WORKER_SECRET_HEADER = "X-Worker-Secret"
 WAIT_PATH = "/api/tasks/wait"
 MAX_IDS_PER_WAIT = 500  # task ids one POST /api/tasks/wait may name
 ERRORS_BY_STATUS: dict[int, type[ElasticError]] = {
@@ -59,6 +62,11 @@ class Transport:
         self.session = requests.Session()
         if self.token:
             self.session.headers["Authorization"] = f"Bearer {self.token}"
+
+    @property
+    def headers(self) -> Any:
+        """The headers sent with every request (add to it, e.g. a worker's secret)."""
+        return self.session.headers
 
     def request(self, method: str, path: str, *, json: Any = None,
                 params: dict[str, Any] | None = None,

@@ -170,11 +170,14 @@ def _fresh_postgres_database(template: str) -> Iterator[str]:
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[object]:
-    """A Store on each database kind, with a hand-driven clock-friendly setup."""
+    """A Store on each database kind, with a hand-driven clock-friendly setup: retries
+    without backoff, so a test leases a failed task again at once (the backoff has its own
+    tests)."""
     from elastic.store import open_store
+    from elastic.tasks import RetryPolicy
 
     opened = open_store(database_url, max_retries=2, lease_seconds=30,
-                        worker_timeout_seconds=60)
+                        worker_timeout_seconds=60, retry=RetryPolicy(backoff_seconds=0.0))
     yield opened
     opened.close()
 

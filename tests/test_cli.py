@@ -22,6 +22,9 @@ import pytest
 import requests
 from conftest import ServerProcess, free_port, wait_until
 
+from elastic import config
+from elastic.errors import ConfigError
+
 MUTATION = {"type": "evolution_mutation", "priority": 5,
             "data": {"genome": {"param1": 0.7, "param2": 120}, "mutation_rate": 0.1}}
 SIMULATION_FILE = {"metadata": {"description": "cli test"}, "tasks": [
@@ -175,12 +178,12 @@ def test_submitting_the_same_task_id_twice_creates_one_task(
     assert task_counts(server)["total"] == 1
 
 
-def test_submit_wait_exits_0_when_all_complete_and_1_when_a_task_fails(
+def test_submit_wait_exits_0_when_all_complete_and_1_when_a_task_is_held(
         start_server: Callable[..., ServerProcess],
         start_worker: Callable[..., subprocess.Popen[bytes]], project_folder: Path) -> None:
     server = start_server()
     start_worker(server.url, worker_type="evolution", worker_id="evolution-wait-1")
-    # A simulation worker allowed 1 MB refuses every run: the task fails, not retried.
+    # A simulation worker allowed 1 MB refuses every run: the task is held, not retried.
     start_worker(server.url, worker_type="simulation", worker_id="simulation-tiny-1",
                  env={"ELASTIC_MEMORY_LIMIT_MB": "1"})
     wait_for_worker(server, "evolution-wait-1")
@@ -192,8 +195,10 @@ def test_submit_wait_exits_0_when_all_complete_and_1_when_a_task_fails(
     failed = elastic("submit", str(failing), "--wait", "--server", server.url, cwd=project_folder)
     assert failed.returncode == 1, (failed.stdout, failed.stderr)
     assert "Traceback" not in failed.stderr
+    assert "sim_cli_001 held (invalid_input)" in failed.stdout
+    assert "elastic release sim_cli_001" in failed.stdout
     status = requests.get(f"{server.url}/api/tasks/status/sim_cli_001", timeout=10).json()
-    assert status["status"] == "failed"
+    assert (status["status"], status["held_reason"]) == ("held", "invalid_input")
 
 
 # -- cancel --------------------------------------------------------------------------------
@@ -253,6 +258,18 @@ def test_serve_on_a_reachable_address_without_a_token_exits_2(project_folder: Pa
     assert result.returncode == 2, (result.stdout, result.stderr)
     line = assert_one_clean_error_line(result, "host")
     assert "--insecure" in line and "ELASTIC_TOKEN" in line
+
+
+@pytest.mark.parametrize("token", ["a", "                    ", "s3cret", "aaaaaaaaaaaaaaaaaaaa",
+                                   " Zq4-tR8pL2_vX7mK "])
+def test_a_weak_token_is_refused_for_a_reachable_address(token: str) -> None:
+    from elastic.server.serve import check_bind_address
+
+    settings = config.load(None, {"host": "0.0.0.0", "token": token, "insecure": True}, environ={})
+    with pytest.raises(ConfigError) as caught:
+        check_bind_address(settings)
+    assert caught.value.exit_code == 2 and "token" in caught.value.message
+    check_bind_address(config.load(None, {"host": "127.0.0.1", "token": token}, environ={}))
 
 
 def test_serve_on_a_reachable_address_with_insecure_starts(project_folder: Path) -> None:
@@ -337,7 +354,7 @@ def test_a_reachable_server_with_a_token_needs_no_insecure(project_folder: Path)
             [sys.executable, "-m", "elastic", "serve", "--host", "0.0.0.0", "--port", str(port),
              "--db", f"sqlite:///{project_folder}/tokened.db"],
             cwd=project_folder, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "ELASTIC_TOKEN": "s3cret"})
+            env={**os.environ, "ELASTIC_TOKEN": "Zq4-tR8pL2_vX7mK"})
         try:
             def healthy() -> bool:
                 assert process.poll() is None, result_log.read_text()

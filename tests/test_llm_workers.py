@@ -185,10 +185,13 @@ def provider_budgets(url: str) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def budget_url(tmp_path: Path) -> Iterator[str]:
     """The budget routes alone on a loopback bottle app, with ``ollama`` at 3 requests/minute."""
+    from elastic.server.identity import WorkerIdentity
+
     settings = Config(providers={"ollama": {"limits": {"requests_per_minute": 3}}})
     store = open_store(f"sqlite:///{tmp_path}/budgets.db")
     app = json_app(token=None, max_body_bytes=settings.max_body_bytes)
-    budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, settings))
+    budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, settings),
+                       identity=WorkerIdentity(store))
     with serve_app(app) as url:
         yield url
     store.close()
@@ -355,15 +358,16 @@ def test_a_429_waits_as_long_as_the_provider_says_then_the_task_completes(
     assert [s["attempts"] for s in ended.values()] == [1, 1]
 
 
-def test_a_refused_key_fails_the_task_at_once_and_is_written_nowhere(
+def test_a_refused_key_holds_the_task_at_once_and_is_written_nowhere(
         start_server: Starter, start_worker: WorkerStarter, groq: TimedGroqStandIn,
         project_folder: Path) -> None:
     server = start_server()
     worker_id = start_llm_worker(start_worker, server, "groq", groq, key=FAKE_KEY)
 
     [task_id] = submit(server.url, [agent_action("bad-key")])
-    [ended] = wait_for_status(server.url, [task_id], "failed", timeout=20).values()
+    [ended] = wait_for_status(server.url, [task_id], "held", timeout=20).values()
 
+    assert ended["held_reason"] == "rejected_by_provider"
     assert "GROQ_API_KEY was refused" in ended["error"] and "401" in ended["error"]
     assert ended["attempts"] == 1 and ended["result"]["retryable"] is False
     assert holds_for(1.0, lambda: len(groq.requests) == 1)

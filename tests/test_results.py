@@ -19,7 +19,7 @@ import pytest
 from elastic.atomic import atomic_write_json
 from elastic.results import export_results, write_results_file, write_stats_file
 from elastic.store import Store
-from elastic.tasks import NewTask
+from elastic.tasks import Lease, NewTask, TaskStatus
 
 NOW = 1_720_449_000.0  # 2024-07-08T14:30:00Z
 SEED_STATS_KEYS = {"total_tasks", "completed_tasks", "failed_tasks", "pending_tasks",
@@ -50,15 +50,24 @@ def finish(store: Store, *, now: float, failing: tuple[str, ...] = ()) -> list[s
     leases = store.lease_tasks("w", limit=100, now=now - 45.8)
     for lease in leases:
         task_id = lease.task.task_id
+        if task_id in failing:
+            fail_for_good(store, lease, now=now)
+            continue
         result: dict[str, Any] = {
             "success": True, "status": "completed", "output": "Simulación completada exitosamente",
             "metrics": {"particles_processed": 100, "steps_completed": 500,
                         "memory_peak": "67.2 MB"}}
-        if task_id in failing:
-            result = {"success": False, "retryable": False, "error": "exploded"}
         store.record_result(task_id, worker_id="w", lease_token=lease.lease_token,
                             result=result, now=now)
     return [lease.task.task_id for lease in leases]
+
+
+def fail_for_good(store: Store, lease: Lease, *, now: float) -> None:
+    """Report failed attempts of the leased task until its retries are used up."""
+    while store.record_result(lease.task.task_id, worker_id="w", lease_token=lease.lease_token,
+                              result={"success": False, "error": "exploded"},
+                              now=now).status is TaskStatus.PENDING:
+        (lease,) = store.lease_tasks("w", limit=1, now=now)
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -176,7 +185,7 @@ def test_the_stats_file_counts_tasks_and_workers_by_status(store: Store, tmp_pat
     assert set(stats) >= {"timestamp", "orchestrator_stats", "tasks_summary", "workers_summary"}
     assert set(stats["orchestrator_stats"]) >= SEED_STATS_KEYS
     assert stats["tasks_summary"] == {"total": 4, "pending": 1, "redistributed": 0,
-                                      "assigned": 0, "completed": 2, "failed": 1,
+                                      "assigned": 0, "held": 0, "completed": 2, "failed": 1,
                                       "cancelled": 0}
     workers = stats["workers_summary"]
     assert (workers["total"], workers["active"], workers["inactive"]) == (2, 1, 1)
@@ -233,3 +242,21 @@ def test_csv_export_since_leaves_out_tasks_ended_before(store: Store) -> None:
     empty = io.StringIO()
     assert export_results(store, since=NOW + 101, fmt="csv", out=empty) == 0
     assert empty.getvalue().count("\n") == 1
+
+
+def test_a_held_task_is_written_as_held_and_again_once_released_and_ended(
+        store: Store, tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    queue(store, "stuck")
+    (lease,) = store.lease_tasks("w", limit=1, now=NOW)
+    store.record_result("stuck", worker_id="w", lease_token=lease.lease_token, now=NOW,
+                        result={"success": False, "retryable": False, "reason": "invalid_input",
+                                "error": "parameters.num_steps: too many"})
+    held = read(write_results_file(store, folder, now=NOW))
+    (entry,) = held["task_results"]
+    assert (entry["status"], entry["held_reason"]) == ("held", "invalid_input")
+    assert held["orchestrator_stats"]["held_tasks"] == 1
+    store.release_hold("stuck", now=NOW + 60)
+    finish(store, now=NOW + 120)
+    again = read(write_results_file(store, folder, now=NOW + 120))
+    assert [(e["task_id"], e["status"]) for e in again["task_results"]] == [("stuck", "completed")]

@@ -15,6 +15,7 @@ from elastic.store.store import may_become
 from elastic.tasks import (
     ALLOWED_TRANSITIONS,
     FINAL_STATUSES,
+    SETTLED_STATUSES,
     NewTask,
     TaskStatus,
     statuses_that_may_become,
@@ -36,14 +37,21 @@ def test_the_final_statuses_are_exactly_those_with_no_way_out() -> None:
 def test_only_a_pending_task_can_be_leased_and_only_a_leased_one_can_complete() -> None:
     assert statuses_that_may_become(TaskStatus.ASSIGNED) == (TaskStatus.PENDING,)
     assert statuses_that_may_become(TaskStatus.COMPLETED) == (TaskStatus.ASSIGNED,)
-    assert statuses_that_may_become(TaskStatus.CANCELLED) == (TaskStatus.PENDING,
-                                                                TaskStatus.ASSIGNED)
+    assert statuses_that_may_become(TaskStatus.CANCELLED) == (
+        TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.HELD)
+
+
+def test_a_held_task_waits_for_a_person_it_is_settled_but_not_ended() -> None:
+    assert statuses_that_may_become(TaskStatus.HELD) == (TaskStatus.ASSIGNED,)
+    assert ALLOWED_TRANSITIONS[TaskStatus.HELD] == {TaskStatus.PENDING, TaskStatus.CANCELLED}
+    assert TaskStatus.HELD.is_settled and not TaskStatus.HELD.is_final
+    assert FINAL_STATUSES | {TaskStatus.HELD} == SETTLED_STATUSES
 
 
 def test_the_stores_update_guard_lists_the_tables_sources() -> None:
     guard = may_become(TaskStatus.PENDING).compile(dialect=sqlite.dialect(),
                                                    compile_kwargs={"literal_binds": True})
-    assert str(guard) == "tasks.status IN ('assigned')"
+    assert str(guard) == "tasks.status IN ('assigned', 'held')"
 
 
 def test_the_recorder_sees_each_status_change_the_store_makes(store: Store) -> None:

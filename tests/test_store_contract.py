@@ -149,14 +149,16 @@ def test_failed_attempts_are_retried_then_the_task_fails_with_its_history(store:
     assert store.lease_tasks("w1", now=T0 + 5) == []
 
 
-def test_a_non_retryable_failure_fails_at_once(store: Store) -> None:
+def test_a_non_retryable_failure_is_held_at_once_with_its_reason(store: Store) -> None:
     store.submit_tasks([sim("a")], now=T0)
     register(store)
     lease = store.lease_tasks("w1", now=T0)[0]
     task = store.record_result("a", worker_id="w1", lease_token=lease.lease_token,
-                               result={"success": False, "error": "bad", "retryable": False})
-    assert task.status is TaskStatus.FAILED
+                               result={"success": False, "error": "bad", "retryable": False,
+                                       "reason": "invalid_input"})
+    assert (task.status, task.held_reason, task.error) == (TaskStatus.HELD, "invalid_input", "bad")
     assert task.attempts == 1
+    assert store.lease_tasks("w1", now=T0 + 100) == []
 
 
 def test_an_expired_lease_puts_the_task_back_as_redistributed(store: Store) -> None:
@@ -215,7 +217,8 @@ def test_a_restarted_worker_loses_the_leases_of_its_previous_life(store: Store) 
     store.lease_tasks("w1", now=T0)
     register(store, now=T0 + 5)
     task = store.get_task("a")
-    assert (task.status, task.failures) == (TaskStatus.PENDING, 1)
+    assert (task.status, task.failures, task.worker_deaths) == (TaskStatus.PENDING, 0, 1)
+    assert [a.outcome for a in store.task_attempts("a")] == ["worker_dead"]
 
 
 def test_cancel_pending_and_running_but_not_completed(store: Store) -> None:
@@ -250,11 +253,13 @@ def test_checkpoints_are_fenced_and_given_to_the_next_attempt(store: Store) -> N
     assert again.task.checkpoint == {"step": 10}
 
 
-def test_leases_renewed_at_start_survive_the_servers_downtime(store: Store) -> None:
+def test_the_servers_downtime_does_not_count_against_a_live_workers_lease(store: Store) -> None:
     store.submit_tasks([sim("a")], now=T0)
     register(store)
     store.lease_tasks("w1", now=T0)
-    store.extend_live_leases(now=T0 + 500)
+    store.expire_leases(now=T0 + 1)  # the server's last pass, then it is down 500 s
+    restart = store.expire_leases(quiet_seconds=3, now=T0 + 501)
+    assert (restart.clocks_shifted_seconds, restart.tasks_requeued) == (500, [])
     assert store.expire_leases(now=T0 + 510).tasks_requeued == []
     assert store.get_task("a").status is TaskStatus.ASSIGNED
 
@@ -294,3 +299,218 @@ def test_a_full_disk_is_a_clear_507_and_loses_nothing_accepted(tmp_path: object)
         store.submit_tasks(big)
     assert caught.value.http_status == 507
     assert [task.task_id for task in store.list_tasks()] == ["kept"]
+
+
+# -- leases the worker lists, worker deaths, held tasks ---------------------------------------
+
+def test_a_heartbeat_renews_only_the_leases_the_worker_lists(store: Store) -> None:
+    store.submit_tasks([sim("known"), sim("lost")], now=T0)
+    register(store, capacity=2)
+    tokens = {lease.task.task_id: lease.lease_token
+              for lease in store.lease_tasks("w1", limit=2, now=T0)}
+    store.heartbeat("w1", running={"known": tokens["known"]}, now=T0 + 1)
+    assert store.get_task("lost").status is TaskStatus.ASSIGNED  # its answer may be on the way
+    store.heartbeat("w1", running={"known": tokens["known"]}, now=T0 + 20)
+    lost, known = store.get_task("lost"), store.get_task("known")
+    assert (lost.status, lost.attempts, lost.failures) == (TaskStatus.PENDING, 0, 0)
+    assert [a.outcome for a in store.task_attempts("lost")] == ["undelivered"]
+    assert (known.status, known.lease_expires_at) == (TaskStatus.ASSIGNED, T0 + 20 + 30)
+
+
+def test_the_seeds_bare_heartbeat_renews_every_lease_of_the_worker(store: Store) -> None:
+    store.submit_tasks([sim("a")], now=T0)
+    register(store)
+    store.lease_tasks("w1", now=T0)
+    assert store.heartbeat("w1", now=T0 + 20) == []
+    task = store.get_task("a")
+    assert (task.status, task.lease_expires_at) == (TaskStatus.ASSIGNED, T0 + 20 + 30)
+
+
+def test_a_workers_death_counts_against_each_task_it_held_not_as_a_failure(
+        store: Store) -> None:
+    store.submit_tasks([sim("running"), sim("just-leased"), sim("waiting")], now=T0)
+    register(store, capacity=2)
+    first = store.lease_tasks("w1", now=T0)[0]
+    store.heartbeat("w1", running={"running": first.lease_token}, now=T0 + 2)
+    store.lease_tasks("w1", now=T0 + 3)  # too young to be listed: it may have killed the worker
+    store.expire_leases(now=T0 + 64)
+    deaths = {task.task_id: (task.status, task.worker_deaths, task.failures, task.attempts)
+              for task in store.list_tasks()}
+    assert deaths == {"running": (TaskStatus.PENDING, 1, 0, 1),
+                      "just-leased": (TaskStatus.PENDING, 1, 0, 1),
+                      "waiting": (TaskStatus.PENDING, 0, 0, 0)}
+
+
+def test_a_task_whose_attempts_kill_three_workers_is_held_as_poison(store: Store) -> None:
+    store.submit_tasks([sim("poison")], now=T0)
+    now = T0
+    for life in range(3):
+        register(store, f"w{life}", now=now)
+        lease = store.lease_tasks(f"w{life}", now=now)[0]
+        store.heartbeat(f"w{life}", running={"poison": lease.lease_token}, now=now + 1)
+        now += 100
+        store.expire_leases(now=now)
+    task = store.get_task("poison")
+    assert (task.status, task.held_reason, task.worker_deaths) == (TaskStatus.HELD,
+                                                                   "worker_deaths", 3)
+    assert "3 workers died" in task.error
+    register(store, "healthy", now=now)
+    assert store.lease_tasks("healthy", now=now) == []
+    assert store.count_tasks()["held"] == 1
+
+
+def test_releasing_a_held_task_queues_it_with_fresh_counts(store: Store) -> None:
+    store.submit_tasks([sim("a"), sim("b")], now=T0)
+    register(store, capacity=2)
+    lease = store.lease_tasks("w1", now=T0)[0]
+    store.record_result("a", worker_id="w1", lease_token=lease.lease_token, now=T0,
+                        result={"success": False, "error": "bad key", "retryable": False,
+                                "reason": "rejected_by_provider"})
+    with pytest.raises(WrongState):
+        store.release_hold("b")
+    task = store.release_hold("a", now=T0 + 5)
+    assert (task.status, task.held_reason, task.failures, task.worker_deaths) == (
+        TaskStatus.PENDING, None, 0, 0)
+    assert [lease.task.task_id for lease in store.lease_tasks("w1", now=T0 + 5)] == ["a"]
+    with pytest.raises(TaskNotFound):
+        store.release_hold("nope")
+
+
+def test_a_held_task_can_be_cancelled(store: Store) -> None:
+    store.submit_tasks([sim("a")], now=T0)
+    register(store)
+    lease = store.lease_tasks("w1", now=T0)[0]
+    store.record_result("a", worker_id="w1", lease_token=lease.lease_token, now=T0,
+                        result={"success": False, "error": "no", "retryable": False})
+    assert store.get_task("a").held_reason == "not_retryable"
+    assert store.cancel_task("a").status is TaskStatus.CANCELLED
+
+
+def test_an_attempt_past_its_time_limit_is_ended_by_the_server(store: Store) -> None:
+    store.submit_tasks([NewTask(task_id="slow", type="simulation", timeout_seconds=10.0,
+                                data={"algorithm": "python", "parameters": {"num_particles": 4}})],
+                       now=T0)
+    register(store)
+    lease = store.lease_tasks("w1", now=T0)[0]
+    assert lease.timeout_seconds == 10.0
+    store.heartbeat("w1", running={"slow": lease.lease_token}, now=T0 + 12)
+    assert store.expire_leases(now=T0 + 14).tasks_requeued == []
+    assert store.expire_leases(now=T0 + 16).tasks_requeued == ["slow"]
+    task = store.get_task("slow")
+    assert (task.failures, store.task_attempts("slow")[0].outcome) == (1, "timed_out")
+    assert "time limit of 10 s" in task.error
+
+
+def test_a_lease_carries_the_servers_default_time_limit(store: Store) -> None:
+    store.submit_tasks([sim("a")], now=T0)
+    register(store)
+    assert store.lease_tasks("w1", now=T0)[0].timeout_seconds == store.task_timeout_seconds
+
+
+# -- retry backoff and preference ----------------------------------------------------------
+
+def test_a_retry_waits_a_backoff_and_prefers_another_worker(database_url: str) -> None:
+    from elastic.store import Store
+    from elastic.store.dialects import create_store_engine
+    from elastic.store.migrate import upgrade_to_head
+    from elastic.tasks import RetryPolicy
+
+    engine = create_store_engine(database_url)
+    upgrade_to_head(engine)
+    store = Store(engine, retry=RetryPolicy(backoff_seconds=10, backoff_max_seconds=60),
+                  jitter=lambda: 1.0)
+    try:
+        store.submit_tasks([sim("a")], now=T0)
+        register(store, "w1")
+        register(store, "w2")
+        lease = store.lease_tasks("w1", now=T0)[0]
+        store.record_result("a", worker_id="w1", lease_token=lease.lease_token, now=T0,
+                            result={"success": False, "error": "flaky"})
+        assert store.get_task("a").not_before == T0 + 10
+        assert store.lease_tasks("w2", now=T0 + 9) == []
+        assert store.lease_tasks("w1", now=T0 + 15) == []  # w1 failed it: others first
+        second = store.lease_tasks("w2", now=T0 + 15)[0]
+        store.record_result("a", worker_id="w2", lease_token=second.lease_token, now=T0 + 15,
+                            result={"success": False, "error": "flaky"})
+        assert store.get_task("a").not_before == T0 + 15 + 20  # doubled
+        assert store.lease_tasks("w2", now=T0 + 40) == []
+        assert [lease.task.task_id for lease in store.lease_tasks("w2", now=T0 + 56)] == ["a"]
+    finally:
+        engine.dispose()
+
+
+def test_the_backoff_doubles_up_to_its_cap_with_jitter_between_half_and_all() -> None:
+    from elastic.tasks import RetryPolicy
+
+    policy = RetryPolicy(backoff_seconds=2, backoff_max_seconds=10)
+    assert [policy.delay_seconds(n, 1.0) for n in range(1, 6)] == [2, 4, 8, 10, 10]
+    assert policy.delay_seconds(1, 0.0) == 1.0
+    assert policy.delay_seconds(0, 0.5) == 0
+    assert RetryPolicy(backoff_seconds=0).delay_seconds(3, 0.5) == 0
+
+
+# -- the orchestrators' downtime ----------------------------------------------------------
+
+def test_downtime_shifts_clocks_but_a_silent_worker_keeps_its_silence(store: Store) -> None:
+    store.submit_tasks([sim("alive"), sim("dying")], now=T0)
+    register(store, "live", now=T0)
+    register(store, "silent", now=T0)
+    store.lease_tasks("live", now=T0)
+    store.lease_tasks("silent", now=T0)
+    store.heartbeat("live", now=T0 + 50)  # "silent" is quiet since T0
+    store.expire_leases(now=T0 + 50)  # the last pass; down until T0 + 1050
+    assert store.expire_leases(quiet_seconds=3, now=T0 + 1050).clocks_shifted_seconds == 1000
+    assert store.expire_leases(now=T0 + 1055).workers_dead == []
+    assert store.expire_leases(now=T0 + 1061).workers_dead == ["silent"]
+    assert store.get_worker("live").is_live
+
+
+def test_a_worker_dead_before_the_downtime_is_not_revived(store: Store) -> None:
+    register(store, "gone", now=T0)
+    assert store.expire_leases(now=T0 + 61).workers_dead == ["gone"]
+    store.expire_leases(quiet_seconds=3, now=T0 + 500)
+    assert store.get_worker("gone").status is WorkerStatus.DEAD
+
+
+def test_a_start_while_another_orchestrator_runs_shifts_nothing(store: Store) -> None:
+    register(store, "w1", now=T0)
+    for second in range(11):  # the running replica's passes, every second
+        assert store.expire_leases(quiet_seconds=3, now=T0 + second).clocks_shifted_seconds == 0
+    assert store.expire_leases(quiet_seconds=3, now=T0 + 10.5).clocks_shifted_seconds == 0
+    assert store.expire_leases(quiet_seconds=3, now=T0 + 10.6).clocks_shifted_seconds == 0
+    assert store.get_worker("w1").last_heartbeat_at == T0
+
+
+def test_time_without_expiry_passes_is_shifted_but_never_past_a_fresh_heartbeat(
+        store: Store) -> None:
+    """The server kept running but could not write (a full disk): its passes failed."""
+    register(store, "quiet", now=T0)
+    register(store, "heard", now=T0)
+    store.submit_tasks([sim("a")], now=T0)
+    store.lease_tasks("heard", now=T0)
+    store.expire_leases(quiet_seconds=3, now=T0 + 1)
+    store.heartbeat("heard", now=T0 + 100)  # got through while the passes did not
+    report = store.expire_leases(quiet_seconds=3, now=T0 + 120)
+    assert (report.clocks_shifted_seconds, report.workers_dead) == (119, [])
+    assert store.get_worker("quiet").last_heartbeat_at == T0 + 119
+    assert store.get_worker("heard").last_heartbeat_at == T0 + 120
+    assert store.get_task("a").lease_expires_at == T0 + 120 + 30
+
+
+# -- worker identity ----------------------------------------------------------------------
+
+def test_a_live_workers_id_is_taken_over_only_with_its_secret(store: Store) -> None:
+    from elastic.errors import WorkerIdTaken
+
+    store.register_worker("w1", worker_type="evolution", capabilities={}, secret_hash="h1",
+                          now=T0)
+    with pytest.raises(WorkerIdTaken) as caught:
+        store.register_worker("w1", worker_type="evolution", capabilities={},
+                              secret_hash="h2", now=T0 + 1)
+    assert caught.value.http_status == 409
+    store.register_worker("w1", worker_type="evolution", capabilities={}, secret_hash="h2",
+                          presented_hash="h1", now=T0 + 2)
+    assert store.worker_secret_hash("w1") == "h2"
+    store.register_worker("w1", worker_type="evolution", capabilities={}, secret_hash="h3",
+                          now=T0 + 200)  # its holder went silent: anyone may take it
+    assert store.worker_secret_hash("w1") == "h3"

@@ -96,14 +96,14 @@ def test_a_resumed_simulation_is_bit_identical_to_an_uninterrupted_run(
         assert result[key] == reference[key], key
 
 
-def test_a_run_over_the_workers_memory_limit_fails_at_once_with_a_clear_error(
+def test_a_run_over_the_workers_memory_limit_is_held_at_once_with_a_clear_error(
         start_server: Starter, start_worker: WorkerStarter) -> None:
     server = start_server()
     start_worker(server.url, worker_id="small-pi", env={"ELASTIC_MEMORY_LIMIT_MB": "50"})
     task_id = submit_one(server.url, "huge", "cython", 200_000, 1)
     ended = wait_until(lambda: (s := status(server.url, task_id, wait=5))["finished_at"] and s,
                        timeout=60, message="the task to be refused")
-    assert ended["status"] == "failed"
+    assert (ended["status"], ended["held_reason"]) == ("held", "invalid_input")
     assert "parameters.num_particles" in ended["error"]
     assert "over the limit of 50 MB" in ended["error"]
     assert len(ended["history"]) == 1, "a refusal is not retried"

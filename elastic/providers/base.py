@@ -92,6 +92,7 @@ class Rejected(ProviderError):
     """The provider refused the request (bad key, unknown model, bad request); do not retry."""
 
     retryable = False
+    held_reason = "rejected_by_provider"
 
 
 class MissingApiKey(Rejected):

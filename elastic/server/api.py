@@ -1,12 +1,14 @@
 """The seed-000 HTTP protocol (/health and /api/...): thin routes over the Store.
 
-Status words here are the seed's: pending/assigned/completed/failed (+ cancelled)
-for tasks and online/busy/dead/offline for workers.
+Status words here are the seed's: pending/assigned/completed/failed (+ cancelled and
+held) for tasks and online/busy/dead/offline for workers. Calls about a worker that
+registered with a secret must carry it (see ``elastic.server.identity``); long polls
+wait through ``elastic.server.waiters``.
 """
 
 from __future__ import annotations
 
-import time
+import math
 from typing import Any
 
 import bottle
@@ -14,6 +16,13 @@ import bottle
 from elastic import taskfiles
 from elastic.config import Config
 from elastic.errors import InvalidInput
+from elastic.server.identity import (
+    WorkerIdentity,
+    issue_secret,
+    presented_hash,
+    presented_secret,
+)
+from elastic.server.waiters import Answer, LongPolls
 from elastic.store import Store
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
@@ -48,7 +57,8 @@ TASK_LIST_LIMIT = QueryInteger("limit", default=1000, minimum=1, maximum=100_000
                                description="how many")
 
 
-def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
+def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: WorkerIdentity,
+               long_polls: LongPolls) -> None:
     """Attach the seed-000 routes to ``app``."""
 
     @app.get("/health")
@@ -66,32 +76,40 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
         capacity = field_of(body, "capacity", int, required=False, default=1)
         if not 1 <= capacity <= MAX_CAPACITY:
             raise InvalidInput(f"field 'capacity': must be between 1 and {MAX_CAPACITY}")
+        secret, secret_hash = issue_secret(asked=field_of(body, "secret", bool, required=False))
         store.register_worker(worker_id, worker_type=worker_type, capabilities=capabilities,
-                              capacity=capacity)
-        return {"status": "registered", "worker_id": worker_id}
+                              capacity=capacity, secret_hash=secret_hash,
+                              presented_hash=presented_hash())
+        identity.remember(worker_id, secret_hash)
+        answer = {"status": "registered", "worker_id": worker_id}
+        return answer if secret is None else {**answer, "worker_secret": secret}
 
     @app.post("/api/workers/<worker_id>/heartbeat")
     def heartbeat(worker_id: str) -> dict[str, Any]:
+        identity.check(worker_id, presented_secret())
         body = read_json(required=False)
-        running = field_of(body, "tasks", dict, required=False, default={})
-        tokens, progress = _running_tasks(running)
+        running = field_of(body, "tasks", dict, required=False)  # None: the seed's bare beat
+        tokens, progress = _running_tasks(running or {})
         info = field_of(body, "info", dict, required=False)
-        revoked = store.heartbeat(worker_id, running=tokens, progress=progress, info=info)
+        revoked = store.heartbeat(worker_id, running=None if running is None else tokens,
+                                  progress=progress, info=info)
         return {"status": "ok", "revoked": revoked}
 
     @app.get("/api/workers/<worker_id>/tasks")
     def poll_tasks(worker_id: str) -> dict[str, Any]:
+        identity.check(worker_id, presented_secret())
         wait = _wait_seconds(config)
         limit = LEASE_LIMIT.read()
         max_tokens = LEASE_MAX_TOKENS.read() if bottle.request.query.get("max_tokens") else None
         types = [t for t in bottle.request.query.get("types", "").split(",") if t] or None
-        leases = _lease_with_wait(store, worker_id, wait=wait, limit=limit, types=types,
-                                  max_tokens=max_tokens)
-        payloads = [lease_payload(lease) for lease in leases]
+        leased = long_polls.wait(lambda: store.lease_tasks(
+            worker_id, limit=limit, task_types=types, max_estimated_tokens=max_tokens),
+            bool, wait)
+        payloads = [lease_payload(lease) for lease in leased.value]
         answer: dict[str, Any] = {"task": payloads[0] if payloads else None}
         if "limit" in bottle.request.query:
             answer["tasks"] = payloads
-        return answer
+        return with_retry_after(answer, leased)
 
     @app.post("/api/tasks/submit")
     def submit() -> dict[str, Any]:
@@ -110,6 +128,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     def report_result(task_id: str) -> dict[str, Any]:
         body = read_json()
         worker_id = field_of(body, "worker_id", str)
+        identity.check(worker_id, presented_secret())
         result = field_of(body, "result", dict)
         token = field_of(body, "lease_token", int, required=False)
         store.record_result(task_id, worker_id=worker_id, lease_token=token, result=result)
@@ -118,8 +137,10 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     @app.post("/api/tasks/<task_id>/checkpoint")
     def save_checkpoint(task_id: str) -> dict[str, Any]:
         body = read_json()
+        worker_id = field_of(body, "worker_id", str)
+        identity.check(worker_id, presented_secret())
         progress = field_of(body, "progress", (int, float), required=False)
-        store.save_checkpoint(task_id, worker_id=field_of(body, "worker_id", str),
+        store.save_checkpoint(task_id, worker_id=worker_id,
                               lease_token=field_of(body, "lease_token", int, required=False),
                               checkpoint=field_of(body, "checkpoint", dict), progress=progress)
         return {"status": "saved"}
@@ -127,8 +148,15 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
     @app.post("/api/tasks/<task_id>/release")
     def release_task(task_id: str) -> dict[str, Any]:
         body = read_json()
-        task = store.release_task(task_id, worker_id=field_of(body, "worker_id", str),
+        worker_id = field_of(body, "worker_id", str)
+        identity.check(worker_id, presented_secret())
+        task = store.release_task(task_id, worker_id=worker_id,
                                   lease_token=field_of(body, "lease_token", int, required=False))
+        return {"task_id": task.task_id, "status": task.status.value}
+
+    @app.post("/api/tasks/<task_id>/release-hold")
+    def release_hold(task_id: str) -> dict[str, Any]:
+        task = store.release_hold(task_id)
         return {"task_id": task.task_id, "status": task.status.value}
 
     @app.post("/api/tasks/<task_id>/cancel")
@@ -143,14 +171,16 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
         body = read_json()
         task_ids = _task_id_list(body)
         wait = min(_seconds_field(body, "wait"), config.max_wait_seconds)
-        settled, unknown = _settled_with_wait(store, task_ids, wait=wait)
-        return {"tasks": settled, "unknown": unknown}
+        found = long_polls.wait(lambda: settled_tasks(store, task_ids),
+                                lambda answer: bool(answer["tasks"] or answer["unknown"]), wait)
+        return with_retry_after(found.value, found)
 
     @app.get("/api/tasks/status/<task_id>")
     def task_status(task_id: str) -> dict[str, Any]:
         wait = _wait_seconds(config)
-        task = _task_with_wait(store, task_id, wait=wait)
-        return task_status_payload(task, store)
+        task = long_polls.wait(lambda: store.get_task(task_id),
+                               lambda found: found.status.is_settled, wait)
+        return with_retry_after(task_status_payload(task.value, store), task)
 
     @app.get("/api/tasks")
     def list_tasks() -> dict[str, Any]:
@@ -183,6 +213,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config) -> None:
 
     @app.post("/api/workers/<worker_id>/unregister")
     def unregister(worker_id: str) -> dict[str, Any]:
+        identity.check(worker_id, presented_secret())
         store.unregister_worker(worker_id)
         return {"status": "unregistered", "worker_id": worker_id}
 
@@ -275,50 +306,26 @@ def _running_tasks(running: dict[str, Any]) -> tuple[dict[str, int], dict[str, f
     return tokens, progress
 
 
-def _lease_with_wait(store: Store, worker_id: str, *, wait: float, limit: int,
-                     types: list[str] | None, max_tokens: int | None) -> list[Lease]:
-    """Lease now, or hold the request up to ``wait`` seconds until a task arrives."""
-    deadline = time.monotonic() + wait
-    while True:
-        seen = store.changes.version
-        leases = store.lease_tasks(worker_id, limit=limit, task_types=types,
-                                   max_estimated_tokens=max_tokens)
-        remaining = deadline - time.monotonic()
-        if leases or remaining <= 0:
-            return leases
-        store.changes.wait_for_change(seen, remaining)
+def with_retry_after(payload: dict[str, Any], answer: Answer[Any]) -> dict[str, Any]:
+    """``payload``, saying when to ask again if the long poll could not wait (the server
+    was holding ``max_long_polls`` already): ``retry_after`` and a Retry-After header."""
+    if answer.retry_after_seconds is None:
+        return payload
+    bottle.response.set_header("Retry-After", str(math.ceil(answer.retry_after_seconds)))
+    return {**payload, "retry_after": answer.retry_after_seconds}
 
 
-def _task_with_wait(store: Store, task_id: str, *, wait: float) -> Task:
-    """The task now, or once it ends, holding the request up to ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    while True:
-        seen = store.changes.version
-        task = store.get_task(task_id)
-        remaining = deadline - time.monotonic()
-        if task.status.is_final or remaining <= 0:
-            return task
-        store.changes.wait_for_change(seen, remaining)
-
-
-def _settled_with_wait(store: Store, task_ids: list[str], *,
-                       wait: float) -> tuple[list[dict[str, Any]], list[str]]:
-    """The tasks among ``task_ids`` that ended or that no live worker can run, and the ids
-    not found; now, or once there is one, holding the request up to ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    while True:
-        seen = store.changes.version
-        statuses = store.task_statuses(task_ids)
-        pending = [task_id for task_id, status in statuses.items() if status is TaskStatus.PENDING]
-        reasons = unservable_reasons(store, pending)
-        ended = [task_id for task_id, status in statuses.items() if status.is_final]
-        unknown = [task_id for task_id in task_ids if task_id not in statuses]
-        remaining = deadline - time.monotonic()
-        if ended or reasons or unknown or remaining <= 0:
-            settled = store.list_tasks(task_ids=[*ended, *reasons]) if ended or reasons else []
-            return [{**task_summary(task), "result": task.result,
-                     "unservable": reasons.get(task.task_id)} for task in settled], unknown
-        store.changes.wait_for_change(seen, remaining)
+def settled_tasks(store: Store, task_ids: list[str]) -> dict[str, Any]:
+    """The tasks among ``task_ids`` that ended, are held, or that no live worker can run
+    (``tasks``), and the ids not found (``unknown``): what a wait for them answers."""
+    statuses = store.task_statuses(task_ids)
+    pending = [task_id for task_id, status in statuses.items() if status is TaskStatus.PENDING]
+    reasons = unservable_reasons(store, pending)
+    settled = [task_id for task_id, status in statuses.items() if status.is_settled]
+    found = store.list_tasks(task_ids=[*settled, *reasons]) if settled or reasons else []
+    return {"tasks": [{**task_summary(task), "result": task.result,
+                       "unservable": reasons.get(task.task_id)} for task in found],
+            "unknown": [task_id for task_id in task_ids if task_id not in statuses]}
 
 
 def unservable_reasons(store: Store, task_ids: list[str]) -> dict[str, str]:
@@ -339,14 +346,16 @@ def lease_payload(lease: Lease) -> dict[str, Any]:
     return {"task_id": task.task_id, "type": task.type, "data": task.data,
             "priority": task.priority, "lease_token": lease.lease_token,
             "lease_expires_at": iso(lease.lease_expires_at), "attempt": task.attempts,
-            "checkpoint": task.checkpoint}
+            "timeout_seconds": lease.timeout_seconds, "checkpoint": task.checkpoint}
 
 
 def task_summary(task: Task) -> dict[str, Any]:
     """A task's main fields, in the seed-000 words."""
     return {"task_id": task.task_id, "type": task.type, "status": task.status.value,
             "priority": task.priority, "assigned_to": task.worker_id,
-            "attempts": task.attempts, "failures": task.failures, "progress": task.progress,
+            "attempts": task.attempts, "failures": task.failures,
+            "worker_deaths": task.worker_deaths, "held_reason": task.held_reason,
+            "progress": task.progress,
             "description": task.description, "source": task.source, "error": task.error,
             "created_at": iso(task.created_at), "finished_at": iso(task.finished_at)}
 

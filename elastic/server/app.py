@@ -2,7 +2,8 @@
 
 ``make_app(store, config)`` builds an explicit Bottle instance (never bottle's
 default app) and attaches the seed-000 routes, the seed-004 views, the provider
-budgets and ``/openapi.json``.
+budgets and ``/openapi.json``, sharing one worker-secret check and one bound on the
+long polls held at once.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import bottle
 from elastic import web
 from elastic.config import Config
 from elastic.server import api, budgets, openapi, views
+from elastic.server.identity import WorkerIdentity
+from elastic.server.waiters import LongPolls
 from elastic.store import Store
 
 
 def make_app(store: Store, config: Config) -> bottle.Bottle:
     """The orchestrator's WSGI application over ``store``."""
     app = web.json_app(token=config.token, max_body_bytes=config.max_body_bytes)
-    api.add_routes(app, store, config)
+    identity = WorkerIdentity(store)
+    api.add_routes(app, store, config, identity=identity,
+                   long_polls=LongPolls(store.changes, limit=config.max_long_polls))
     views.add_routes(app, store)
     openapi.add_routes(app)
-    budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, config))
+    budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, config),
+                       identity=identity)
     return app

@@ -33,6 +33,7 @@ import bottle
 from elastic.config import Config
 from elastic.errors import ConfigError, InvalidInput, NotFound
 from elastic.providers.limits import BudgetLimits
+from elastic.server.identity import WorkerIdentity, presented_secret
 from elastic.store import BudgetUsage, Store
 from elastic.tasks import MAX_ESTIMATED_TOKENS, MAX_ID_LENGTH
 from elastic.web import QueryInteger, field_of, read_json
@@ -182,8 +183,12 @@ class ProviderBudgets:
         return limits.snapshot(usage.requests, usage.cooldown_until, now)
 
 
-def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
-    """Attach the ``/api/providers`` routes (described by ``BUDGET_PATHS``) to ``app``."""
+def add_routes(app: bottle.Bottle, budgets: ProviderBudgets, *,
+               identity: WorkerIdentity) -> None:
+    """Attach the ``/api/providers`` routes (described by ``BUDGET_PATHS``) to ``app``.
+
+    Reserving and settling speak for a worker: they carry its secret, if it has one.
+    """
 
     @app.get("/api/providers")
     def list_budgets() -> dict[str, Any]:
@@ -199,12 +204,16 @@ def add_routes(app: bottle.Bottle, budgets: ProviderBudgets) -> None:
         body = read_json()
         estimated = bounded_integer(body, "estimated_tokens")
         worker_id = bounded_string(body, "worker_id")
+        identity.check(worker_id, presented_secret())
         return budgets.reserve(name, estimated, worker_id=worker_id, key_id=body_key_id(body))
 
     @app.post("/api/providers/<name>/settle")
     def settle_budget(name: str) -> dict[str, Any]:
         body = read_json()
         reservation_id = bounded_string(body, "reservation_id")
+        holder = budgets.store.provider_request_holder(reservation_id)
+        if holder is not None:
+            identity.check(holder, presented_secret())
         return budgets.settle(name, reservation_id, bounded_integer(body, "tokens_used"),
                               key_id=body_key_id(body))
 

@@ -22,6 +22,7 @@ from elastic.tasks import (
     MAX_ID_LENGTH,
     MAX_PRIORITY,
     MAX_SOURCE_LENGTH,
+    MAX_TIMEOUT_SECONDS,
     MIN_PRIORITY,
     PRIORITY_WORDS,
     TASK_TYPES,
@@ -42,16 +43,21 @@ PRIORITY = {"anyOf": [{"type": "integer", "minimum": MIN_PRIORITY, "maximum": MA
                       {"type": "string", "enum": list(PRIORITY_WORDS)}]}
 TASK_DATA = {"type": "object", "description": "the task type's fields, checked by its executor "
              "(see the README); a bad one is a 400 naming the field"}
+TIMEOUT = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_TIMEOUT_SECONDS,
+           "description": "seconds an attempt may run (default: the server's "
+           "task_timeout_seconds)"}
 SEED_000_TASK = {"type": "object", "required": ["type", "data"], "additionalProperties": False,
                  "properties": {"task_id": IDENTIFIER, "type": {"enum": list(TASK_TYPES)},
-                                "data": TASK_DATA, "priority": PRIORITY, "description": TEXT}}
+                                "data": TASK_DATA, "priority": PRIORITY, "description": TEXT,
+                                "timeout_seconds": TIMEOUT}}
 SEED_004_TASK = {"type": "object", "required": ["algorithm", "parameters"],
                  "additionalProperties": False,
                  "properties": {"task_id": IDENTIFIER, "type": {"const": "simulation"},
                                 "algorithm": {"enum": list(KNOWN_ALGORITHMS)},
                                 "parameters": {**TASK_DATA, "description": "the simulation's "
                                                "parameters (specs/particles.md)"},
-                                "priority": PRIORITY, "description": TEXT}}
+                                "priority": PRIORITY, "description": TEXT,
+                                "timeout_seconds": TIMEOUT}}
 NEW_TASK = {"anyOf": [SEED_000_TASK, SEED_004_TASK]}
 SOURCE = {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_LENGTH, "pattern": NO_NUL,
           "description": "where the tasks come from, e.g. a file name (default 'api')"}
@@ -107,7 +113,9 @@ def _register_body() -> dict[str, Any]:
         "worker_id": IDENTIFIER,
         "worker_type": {"type": "string", "minLength": 1, "maxLength": api.MAX_WORKER_TYPE_LENGTH},
         "capabilities": capabilities,
-        "capacity": {"type": "integer", "minimum": 1, "maximum": api.MAX_CAPACITY}},
+        "capacity": {"type": "integer", "minimum": 1, "maximum": api.MAX_CAPACITY},
+        "secret": {"type": "boolean", "description": "answer a worker_secret that every "
+                   "later call about this worker must carry in X-Worker-Secret"}},
         "anyOf": [{"properties": {"worker_type": {"enum": list(WORKER_TYPES)}}},
                   {"required": ["capabilities"], "properties": {"capabilities": {
                       "required": ["task_types"],
@@ -164,9 +172,12 @@ HEARTBEAT_TASKS = {"type": "object", "additionalProperties": {
 PATHS: dict[str, dict[str, Any]] = {
     "/health": {"get": _operation("Liveness, live workers and pending tasks", statuses=())},
     "/openapi.json": {"get": _operation("This description")},
-    "/api/workers/register": {"post": _operation("Register a worker", body=_register_body())},
+    "/api/workers/register": {"post": _operation(
+        "Register a worker; a live worker's id only with its secret (X-Worker-Secret)",
+        body=_register_body(), statuses=(400, 401, 409))},
     "/api/workers/{worker_id}/heartbeat": {"post": _operation(
-        "Sign of life; extends the worker's leases; returns revoked task ids",
+        "Sign of life; renews the leases listed in 'tasks' (all without it), gives back "
+        "the ones it does not list; returns revoked task ids",
         params=[_path_param("worker_id")], statuses=(400, 401, 404), body={
             "type": "object", "properties": {"tasks": HEARTBEAT_TASKS, "info": OBJECT}})},
     "/api/workers/{worker_id}/tasks": {"get": _operation(
@@ -196,7 +207,7 @@ PATHS: dict[str, dict[str, Any]] = {
         "Hand a leased task back unfinished", params=[_path_param("task_id")],
         statuses=(400, 401, 404, 409), body=LEASE_BODY)},
     "/api/tasks/{task_id}/cancel": {"post": {**_operation(
-        "Cancel a pending or running task (only a pending one with only_pending)",
+        "Cancel a pending, running or held task (only a pending one with only_pending)",
         params=[_path_param("task_id")], statuses=(400, 401, 404, 409)),
         "requestBody": {"required": False, "content": {"application/json": {"schema": {
             "type": "object", "properties": {"only_pending": {"type": "boolean"}}}}}}}},
@@ -207,6 +218,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "task_ids": {"type": "array", "items": TEXT, "minItems": 1,
                          "maxItems": api.MAX_IDS_PER_WAIT},
             "wait": {"type": "number", "minimum": 0, "maximum": 86400}}})},
+    "/api/tasks/{task_id}/release-hold": {"post": _operation(
+        "Put a held task back in the queue with fresh retry and worker-death counts",
+        params=[_path_param("task_id")], statuses=(401, 404, 409))},
     "/api/tasks/status/{task_id}": {"get": _operation(
         "A task's status, result and attempt history", statuses=(400, 401, 404),
         params=[_path_param("task_id"), _query(api.WAIT)])},

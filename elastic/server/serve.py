@@ -16,26 +16,49 @@ from pathlib import Path
 from waitress import wasyncore
 
 from elastic import ingest, results
-from elastic.config import Config
+from elastic.config import Config, weak_token_problem
 from elastic.errors import ConfigError
 from elastic.server.app import make_app
 from elastic.store import Store, open_store
 from elastic.store.dialects import shown_url
 from elastic.store.lock import hold_database
+from elastic.tasks import RetryPolicy
 from elastic.web import listen
 
 log = logging.getLogger("elastic.server")
 
 
 def check_bind_address(config: Config) -> None:
-    """Refuse a non-loopback bind address without a token unless ``insecure``."""
+    """Refuse a non-loopback bind address without a strong token unless ``insecure``.
+
+    A weak token (short, blank, few different characters, like ``"a"``) guards nothing:
+    refused too, ``--insecure`` or not.
+    """
     try:
         loopback = config.host == "localhost" or ipaddress.ip_address(config.host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback and not config.token and not config.insecure:
+    if loopback:
+        return
+    if not config.token and not config.insecure:
         raise ConfigError("host", "flag or config", "a loopback address, or a token "
                           "(ELASTIC_TOKEN) for a reachable server, or --insecure", config.host)
+    problem = weak_token_problem(config.token) if config.token else None
+    if problem:
+        raise ConfigError("token", "environment ELASTIC_TOKEN or config", f"for a reachable "
+                          f"server a strong token: {problem} (python -c 'import secrets; "
+                          "print(secrets.token_urlsafe())')")
+
+
+def open_configured_store(config: Config) -> Store:
+    """The store ``config`` describes: its database, retries, backoff and time limits."""
+    return open_store(
+        config.database_url, max_retries=config.max_task_retries,
+        lease_seconds=config.lease_seconds, worker_timeout_seconds=config.worker_timeout_seconds,
+        task_timeout_seconds=config.task_timeout_seconds, retry=RetryPolicy(
+            max_worker_deaths=config.max_worker_deaths,
+            backoff_seconds=config.retry_backoff_seconds,
+            backoff_max_seconds=config.retry_backoff_max_seconds))
 
 
 class Orchestrator:
@@ -56,10 +79,7 @@ class Orchestrator:
         self.lock = hold_database(url, command=command)
         self.owns_store = store is None
         try:
-            self.store = store or open_store(
-                config.database_url, max_retries=config.max_task_retries,
-                lease_seconds=config.lease_seconds,
-                worker_timeout_seconds=config.worker_timeout_seconds)
+            self.store = store or open_configured_store(config)
         except BaseException:
             self.owns_store = False
             self._let_go()
@@ -67,6 +87,7 @@ class Orchestrator:
         try:
             self.server = listen(make_app(self.store, config), host=config.host,
                                  port=config.port, threads=config.server_threads,
+                                 connection_limit=config.max_connections,
                                  channel_timeout=max(120, int(config.max_wait_seconds) + 30))
         except BaseException:
             self._let_go()
@@ -80,6 +101,12 @@ class Orchestrator:
             self._add_loop("ingest", config.task_distribution_interval_seconds, watcher.scan)
         if write_results:
             self._add_loop("results", config.results_interval_seconds, self.write_results)
+
+    @property
+    def quiet_seconds(self) -> float:
+        """The longest gap between expiry passes that means they ran (here, or in a replica
+        on the same database): two intervals and a second of slack."""
+        return 2 * self.config.expiry_check_interval_seconds + 1.0
 
     @property
     def url(self) -> str:
@@ -97,13 +124,20 @@ class Orchestrator:
         self.loops.append(threading.Thread(target=loop, name=name, daemon=True))
 
     def _expire(self) -> None:
-        report = self.store.expire_leases()
+        report = self.store.expire_leases(quiet_seconds=self.quiet_seconds)
+        if report.clocks_shifted_seconds:
+            log.warning("no expiry pass ran for %.1f s (orchestrators down, or the database "
+                        "unwritable): worker and lease clocks shifted by that",
+                        report.clocks_shifted_seconds)
         for worker_id in report.workers_dead:
             log.warning("worker %s stopped heartbeating: marked dead", worker_id)
         for task_id in report.tasks_requeued:
             log.info("task %s put back in the queue", task_id)
         for task_id in report.tasks_failed:
             log.warning("task %s failed: retries used up", task_id)
+        for task_id in report.tasks_held:
+            log.warning("task %s held: its attempts killed %d workers (elastic release %s)",
+                        task_id, self.store.retry.max_worker_deaths, task_id)
 
     def write_results(self) -> Path | None:
         """Write the results file for newly ended tasks and refresh orchestrator_stats.json."""
@@ -115,10 +149,9 @@ class Orchestrator:
         return written
 
     def start_loops(self) -> None:
-        """Give running leases a fresh term (downtime does not count), then start the loops."""
-        renewed = self.store.extend_live_leases()
-        if renewed:
-            log.info("renewed %d running leases after start", renewed)
+        """Run a first expiry pass, which shifts worker and lease clocks by the downtime
+        (it does not count against live workers), before serving; then start the loops."""
+        self._expire()
         for thread in self.loops:
             thread.start()
 

@@ -16,10 +16,12 @@ from elastic.store.store import (
     SubmitOutcome,
     UnservableWork,
 )
+from elastic.tasks import RetryPolicy
 
 
 def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
-               worker_timeout_seconds: float = 60.0, upgrade: bool = True) -> Store:
+               worker_timeout_seconds: float = 60.0, task_timeout_seconds: float = 3600.0,
+               retry: RetryPolicy | None = None, upgrade: bool = True) -> Store:
     """Open the database at ``url``, upgrading its schema to the newest migration."""
     engine = create_store_engine(url)
     if upgrade:
@@ -30,7 +32,8 @@ def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
             raise ElasticError(f"cannot open the database {shown}: "
                                f"{str(exc.orig).strip().splitlines()[0]}") from None
     return Store(engine, max_retries=max_retries, lease_seconds=lease_seconds,
-                 worker_timeout_seconds=worker_timeout_seconds)
+                 worker_timeout_seconds=worker_timeout_seconds,
+                 task_timeout_seconds=task_timeout_seconds, retry=retry)
 
 
 __all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "Store",

@@ -47,7 +47,14 @@ tasks = Table(
     Column("source", String(500)),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("failures", Integer, nullable=False, server_default="0"),
+    Column("worker_deaths", Integer, nullable=False, server_default="0"),
     Column("max_retries", Integer, nullable=False),
+    Column("held_reason", String(32)),
+    Column("timeout_seconds", Float(precision=53)),  # None: the server's task_timeout_seconds
+    # Retries wait until not_before; the worker that failed it last until avoid_until.
+    Column("not_before", Timestamp, nullable=False, server_default="0"),
+    Column("avoid_worker_id", String(200)),
+    Column("avoid_until", Timestamp),
     Column("worker_id", String(200)),
     Column("lease_token", Integer, nullable=False, server_default="0"),
     Column("lease_expires_at", Timestamp),
@@ -98,6 +105,18 @@ workers = Table(
     Column("tasks_completed", Integer, nullable=False, server_default="0"),
     Column("tasks_failed", Integer, nullable=False, server_default="0"),
     Column("info", JSON, nullable=False),
+    # SHA-256 of the secret register gave it (None: registered without asking for one).
+    Column("secret_hash", String(64)),
+)
+
+# One row: when an orchestrator last ran the expiry pass. A starting orchestrator shifts
+# worker and lease clocks by the time since then (its downtime), and by nothing while
+# another replica keeps it fresh.
+orchestrator_clock = Table(
+    "orchestrator_clock",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("last_expiry_at", Timestamp, nullable=False),
 )
 
 # Provider budgets shared by every worker and replica: one row per provider and API key

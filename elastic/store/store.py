@@ -10,6 +10,7 @@ so tests drive time by hand.
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -17,19 +18,36 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from elastic.errors import StaleLease, StorageFull, TaskNotFound, WorkerNotFound, WrongState
+from elastic.errors import (
+    StaleLease,
+    StorageFull,
+    TaskNotFound,
+    WorkerIdTaken,
+    WorkerNotFound,
+    WrongState,
+)
 from elastic.store.dialects import READ_ONLY, create_notifier, is_lock_conflict
-from elastic.store.schema import attempts, provider_budgets, provider_requests, tasks, workers
+from elastic.store.schema import (
+    attempts,
+    orchestrator_clock,
+    provider_budgets,
+    provider_requests,
+    tasks,
+    workers,
+)
 from elastic.tasks import (
+    SETTLED_STATUSES,
     Attempt,
     AttemptOutcome,
+    HeldReason,
     Lease,
     NewTask,
     Requirement,
+    RetryPolicy,
     Task,
     TaskStatus,
     Worker,
@@ -39,6 +57,7 @@ from elastic.tasks import (
     finite_json,
     requirement_of,
     statuses_that_may_become,
+    time_limit_error,
 )
 from elastic.worker_types import default_task_types
 
@@ -48,6 +67,12 @@ DB_RETRY_ATTEMPTS = 5
 EXPORT_CLAIM_SECONDS = 300.0
 PROVIDER_REQUEST_KEEP_SECONDS = 86_400.0  # the longest budget window: a day
 DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
+# A lease a worker's heartbeat does not list is given back once it is this old: younger,
+# the poll's answer may still be on its way to the worker.
+LEASE_DELIVERY_GRACE_SECONDS = 5.0
+# How long past its timeout_seconds a running attempt has to report before the server ends it.
+TIME_LIMIT_GRACE_SECONDS = 5.0
+CLOCK_ROW_ID = 1
 
 
 def may_become(new: TaskStatus) -> ColumnElement[bool]:
@@ -79,6 +104,39 @@ class ExpiryReport:
     workers_dead: list[str]
     tasks_requeued: list[str]
     tasks_failed: list[str]
+    tasks_held: list[str]
+    clocks_shifted_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class AttemptEnd:
+    """How an attempt ended without a result of success, and what it counts as.
+
+    ``is_failure`` counts against the task's retries, ``is_death`` against its
+    ``max_worker_deaths``; ``held_reason`` holds it at once (a retry cannot fix it).
+    """
+
+    outcome: AttemptOutcome
+    error: str
+    is_failure: bool = False
+    is_death: bool = False
+    held_reason: HeldReason | None = None
+    result: dict[str, Any] | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether the attempt counts (as a failure or a death): it waits and avoids the worker."""
+        return self.is_failure or self.is_death
+
+
+def failed_attempt(result: Mapping[str, Any]) -> AttemptEnd:
+    """What a worker's ``success: false`` result counts as: a failure, held at once when
+    it says ``retryable: false`` (its ``reason`` names why; see ``HeldReason``)."""
+    error = str(result.get("error") or "the worker reported success: false")
+    is_retryable = result.get("retryable", True) is not False
+    return AttemptEnd(AttemptOutcome.FAILED, error, is_failure=True,
+                      held_reason=None if is_retryable else HeldReason.of(result.get("reason")),
+                      result=finite_json(dict(result)))
 
 
 @dataclass(frozen=True)
@@ -114,13 +172,18 @@ class Store:
     """Task and worker state in one SQL database (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: Engine, *, max_retries: int = 3, lease_seconds: float = 90.0,
-                 worker_timeout_seconds: float = 60.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 worker_timeout_seconds: float = 60.0, task_timeout_seconds: float = 3600.0,
+                 retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] = random.random) -> None:
         self.engine = engine
         self.max_retries = max_retries
         self.lease_seconds = lease_seconds
         self.worker_timeout_seconds = worker_timeout_seconds
+        self.task_timeout_seconds = task_timeout_seconds
+        self.retry = retry or RetryPolicy()
+        self.lease_delivery_grace_seconds = LEASE_DELIVERY_GRACE_SECONDS
         self.clock = clock
+        self.jitter = jitter
         self.changes = create_notifier(engine)
 
     def close(self) -> None:
@@ -211,18 +274,25 @@ class Store:
             "estimated_tokens": estimate_tokens(task.type, task.data),
             "description": task.description, "source": task.source,
             "attempts": 0, "failures": 0, "max_retries": self.max_retries,
-            "lease_token": 0, "created_at": now,
+            "timeout_seconds": task.timeout_seconds, "lease_token": 0, "created_at": now,
         }
 
     # -- workers ------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, *, worker_type: str,
                         capabilities: Mapping[str, Any], capacity: int = 1,
+                        secret_hash: str | None = None, presented_hash: str | None = None,
                         now: float | None = None) -> Worker:
         """Register (or re-register) a worker.
 
         A worker process that registers again under its id has restarted: the tasks
-        its previous life held are put back in the queue (a crash, counted as an attempt).
+        its previous life held are put back in the queue, a worker death each.
+        ``secret_hash`` is the hash of the new secret its later calls must carry (None:
+        it asked for none).
+
+        Raises:
+            WorkerIdTaken: a live worker holds the id with a secret and ``presented_hash``
+                is not that secret's hash (409).
         """
         now = self._now(now)
         task_types = list(capabilities.get("task_types") or default_task_types(worker_type))
@@ -232,30 +302,53 @@ class Store:
             "algorithms": list(capabilities.get("algorithms") or []),
             "models": list(capabilities.get("models") or []),
             "capacity": capacity, "status": WorkerStatus.ONLINE.value,
-            "last_heartbeat_at": now, "registered_at": now,
+            "last_heartbeat_at": now, "registered_at": now, "secret_hash": secret_hash,
         }
 
         def transaction(conn: Connection) -> Worker:
-            self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.WORKER_DEAD,
-                                       "worker restarted", now)
-            found = conn.execute(update(workers).where(workers.c.worker_id == worker_id)
-                                 .values(**values)).rowcount
-            if not found:
-                conn.execute(insert(workers).values(worker_id=worker_id,
-                                                    tasks_completed=0, tasks_failed=0,
-                                                    info={}, **values))
+            holder = conn.execute(select(workers).where(workers.c.worker_id == worker_id)
+                                  ).mappings().first()
+            if holder is None:
+                conn.execute(insert(workers).values(worker_id=worker_id, tasks_completed=0,
+                                                    tasks_failed=0, info={}, **values))
+                return self._load_worker(conn, worker_id)
+            self._check_takeover(holder, presented_hash, now)
+            # Task rows before the worker's row, as in a result (see ``heartbeat``).
+            self._end_dead_workers_leases(conn, worker_id, "worker restarted", now)
+            conn.execute(update(workers).where(workers.c.worker_id == worker_id).values(**values))
             return self._load_worker(conn, worker_id)
 
         return self._write_transaction(transaction, notify=True)
+
+    def _check_takeover(self, holder: RowMapping, presented_hash: str | None, now: float) -> None:
+        """Refuse to hand a live worker's id to a caller without its secret."""
+        is_live = (holder["status"] == WorkerStatus.ONLINE.value
+                   and holder["last_heartbeat_at"] >= now - self.worker_timeout_seconds)
+        if is_live and holder["secret_hash"] is not None and presented_hash != holder["secret_hash"]:
+            raise WorkerIdTaken(
+                f"worker id {holder['worker_id']!r} is held by a live worker with a secret: "
+                "register again with its secret (X-Worker-Secret), or after it stops "
+                f"(dead {self.worker_timeout_seconds:g} s after its last heartbeat)")
+
+    def worker_secret_hash(self, worker_id: str) -> str | None:
+        """The hash of the secret a worker's calls must carry (None: none needed, or no
+        such worker: the call itself then says it is not registered)."""
+        with self._read() as conn:
+            return conn.scalar(select(workers.c.secret_hash).where(
+                workers.c.worker_id == worker_id))
 
     def heartbeat(self, worker_id: str, *, running: Mapping[str, int] | None = None,
                   progress: Mapping[str, float] | None = None,
                   info: Mapping[str, Any] | None = None,
                   now: float | None = None) -> list[str]:
-        """Record a sign of life and extend the leases the worker holds.
+        """Record a sign of life and renew the leases the worker says it runs.
 
         Args:
-            running: task id -> lease token the worker believes it holds.
+            running: task id -> lease token of every task the worker runs. Only these
+                leases are renewed; one the worker does not list (the answer to its
+                poll was lost) goes back to the queue once older than
+                ``LEASE_DELIVERY_GRACE_SECONDS``, not counted against the task. None
+                (the seed's bare heartbeat) renews every lease the worker holds.
             progress: task id -> fraction done, stored with the task.
             info: worker-reported details (e.g. provider budgets), shown in status.
 
@@ -264,37 +357,63 @@ class Store:
             re-leased): it should stop them.
         """
         now = self._now(now)
-        running = dict(running or {})
         progress = dict(progress or {})
 
-        def transaction(conn: Connection) -> list[str]:
+        def transaction(conn: Connection) -> tuple[list[str], bool]:
             values: dict[str, Any] = {"last_heartbeat_at": now,
                                       "status": WorkerStatus.ONLINE.value}
             if info is not None:
                 values["info"] = dict(info)
             # The task rows before the worker's row, the order a result takes them in:
             # the other order deadlocks with the worker's results on PostgreSQL.
-            held = self._extend_leases(conn, worker_id, now)
+            held, gave_back = self._renew_leases(conn, worker_id, running, now)
             found = conn.execute(update(workers).where(
                 workers.c.worker_id == worker_id,
                 workers.c.status != WorkerStatus.OFFLINE.value).values(**values)).rowcount
             if not found:
                 raise WorkerNotFound(f"worker {worker_id!r} is not registered")
+            if gave_back:
+                self.changes.announce(conn)
             for task_id, fraction in progress.items():
                 if task_id in held:
                     conn.execute(update(tasks).where(tasks.c.task_id == task_id)
                                  .values(progress=float(fraction)))
-            return [tid for tid, token in running.items() if held.get(tid) != token]
+            return [tid for tid, token in (running or {}).items() if held.get(tid) != token], gave_back
 
-        return self._write_transaction(transaction)
+        revoked, gave_back = self._write_transaction(transaction)
+        if gave_back:
+            self.changes.notify()
+        return revoked
 
-    def _extend_leases(self, conn: Connection, worker_id: str, now: float) -> dict[str, int]:
-        conn.execute(update(tasks).where(tasks.c.worker_id == worker_id,
-                                         tasks.c.status == TaskStatus.ASSIGNED.value)
-                     .values(lease_expires_at=now + self.lease_seconds))
-        rows = conn.execute(select(tasks.c.task_id, tasks.c.lease_token).where(
-            tasks.c.worker_id == worker_id, tasks.c.status == TaskStatus.ASSIGNED.value))
-        return {row.task_id: row.lease_token for row in rows}
+    def _renew_leases(self, conn: Connection, worker_id: str, running: Mapping[str, int] | None,
+                      now: float) -> tuple[dict[str, int], bool]:
+        """Renew the worker's listed leases (all of them when ``running`` is None) and give
+        back the unlisted ones past the delivery grace.
+
+        Returns:
+            The leases it holds after that (task id -> token), and whether any went back.
+        """
+        held = {row.task_id: row.lease_token for row in conn.execute(
+            select(tasks.c.task_id, tasks.c.lease_token).where(
+                tasks.c.worker_id == worker_id, tasks.c.status == TaskStatus.ASSIGNED.value))}
+        listed = list(held) if running is None else [
+            tid for tid, token in running.items() if held.get(tid) == token]
+        if listed:
+            conn.execute(update(tasks).where(
+                tasks.c.worker_id == worker_id, tasks.c.status == TaskStatus.ASSIGNED.value,
+                tasks.c.task_id.in_(listed)).values(lease_expires_at=now + self.lease_seconds))
+        if running is None:
+            return held, False
+        unknown = conn.execute(select(tasks).where(
+            tasks.c.worker_id == worker_id, tasks.c.status == TaskStatus.ASSIGNED.value,
+            tasks.c.task_id.not_in(listed),
+            tasks.c.started_at < now - self.lease_delivery_grace_seconds)).mappings().all()
+        for row in unknown:
+            self._end_attempt(conn, row, AttemptEnd(
+                AttemptOutcome.UNDELIVERED, f"worker {worker_id} does not know of this lease "
+                "(the answer to its poll was lost): put back in the queue"), now)
+            del held[row["task_id"]]
+        return held, bool(unknown)
 
     def unregister_worker(self, worker_id: str, *, now: float | None = None) -> Worker:
         """Mark a worker offline; tasks it still holds go back to the queue, not counted."""
@@ -302,8 +421,9 @@ class Store:
 
         def transaction(conn: Connection) -> Worker:
             self._load_worker(conn, worker_id)
-            self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.HANDED_BACK,
-                                       "worker unregistered", now)
+            for row in self._leases_of(conn, worker_id):
+                self._end_attempt(conn, row, AttemptEnd(AttemptOutcome.HANDED_BACK,
+                                                        "worker unregistered"), now)
             conn.execute(update(workers).where(workers.c.worker_id == worker_id)
                          .values(status=WorkerStatus.OFFLINE.value, last_heartbeat_at=now))
             return self._load_worker(conn, worker_id)
@@ -371,15 +491,21 @@ class Store:
             leased = [Task.from_row(row) for row in rows]
             leased.sort(key=lambda task: (-task.priority, task.seq))
             return [Lease(task=task, lease_token=task.lease_token,
-                          lease_expires_at=now + self.lease_seconds) for task in leased]
+                          lease_expires_at=now + self.lease_seconds,
+                          timeout_seconds=task.timeout_seconds or self.task_timeout_seconds)
+                    for task in leased]
 
         return self._write_transaction(transaction)
 
     def _lease_statement(self, worker: Worker, types: list[str], slots: int,
                          max_estimated_tokens: int | None, now: float) -> Any:
-        # The conditions are Requirement.is_met_by in SQL; change both together.
+        # The conditions are Requirement.is_met_by in SQL; change both together. A retry
+        # waits until not_before, and the worker that failed it last until avoid_until.
         conditions = [may_become(TaskStatus.ASSIGNED), tasks.c.type.in_(types),
-                      or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(worker.algorithms))]
+                      or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(worker.algorithms)),
+                      tasks.c.not_before <= now,
+                      or_(tasks.c.avoid_worker_id.is_(None),
+                          tasks.c.avoid_worker_id != worker.worker_id, tasks.c.avoid_until <= now)]
         if worker.models:
             conditions.append(or_(tasks.c.model.is_(None), tasks.c.model.in_(worker.models)))
         if max_estimated_tokens is not None:
@@ -399,8 +525,9 @@ class Store:
                       result: Mapping[str, Any], now: float | None = None) -> Task:
         """Accept a worker's result, only from the current lease.
 
-        ``success: false`` ends the attempt as failed; the task goes back to the
-        queue unless ``retryable`` is false or its retries are used up.
+        ``success: false`` ends the attempt as failed; the task goes back to the queue
+        (after a backoff) until its retries are used up. ``retryable: false`` holds it at
+        once, ``held_reason`` from the result's ``reason`` (see ``HeldReason``).
 
         Raises:
             TaskNotFound: no such task.
@@ -420,11 +547,7 @@ class Store:
                     progress=1.0, lease_expires_at=None, error=None))
                 self._count_for_worker(conn, worker_id, completed=1)
             else:
-                error = str(result.get("error") or "the worker reported success: false")
-                retry = result.get("retryable", True) is not False
-                self._end_attempt(conn, row, AttemptOutcome.FAILED, error, now,
-                                  counts_as_failure=True, retry=retry,
-                                  result=finite_json(dict(result)))
+                self._end_attempt(conn, row, failed_attempt(result), now)
                 self._count_for_worker(conn, worker_id, failed=1)
             return self._load_task(conn, task_id)
 
@@ -451,28 +574,48 @@ class Store:
             attempts.c.outcome == AttemptOutcome.RUNNING.value,
         ).values(outcome=outcome.value, ended_at=now, error=error))
 
-    def _end_attempt(self, conn: Connection, row: RowMapping, outcome: AttemptOutcome,
-                     error: str | None, now: float, *, counts_as_failure: bool, retry: bool = True,
-                     result: dict[str, Any] | None = None) -> TaskStatus | None:
-        """End the current lease of ``row`` without success; requeue or fail the task.
+    def _end_attempt(self, conn: Connection, row: RowMapping, end: AttemptEnd,
+                     now: float) -> TaskStatus | None:
+        """End the current lease of ``row`` without success: requeue, hold or fail the task.
 
         The update is fenced on the lease token: if the lease ended meanwhile (a result
         won the race), nothing changes and None is returned.
         """
-        failures = row["failures"] + (1 if counts_as_failure else 0)
-        requeue = retry and failures <= row["max_retries"]
-        status = TaskStatus.PENDING if requeue else TaskStatus.FAILED
-        attempts_done = row["attempts"] if counts_as_failure else row["attempts"] - 1
+        failures = row["failures"] + end.is_failure
+        deaths = row["worker_deaths"] + end.is_death
+        held_reason, error = end.held_reason, end.error
+        if held_reason is None and end.is_death and deaths >= self.retry.max_worker_deaths:
+            held_reason = HeldReason.WORKER_DEATHS
+            error = f"held: {deaths} workers died while running it (the last: {end.error})"
+        if held_reason is not None:
+            status = TaskStatus.HELD
+        else:
+            status = TaskStatus.PENDING if failures <= row["max_retries"] else TaskStatus.FAILED
+        values: dict[str, Any] = {
+            "status": status.value, "failures": failures, "worker_deaths": deaths,
+            "attempts": row["attempts"] if end.counts else row["attempts"] - 1,
+            "error": error, "held_reason": held_reason, "lease_expires_at": None}
+        if status is TaskStatus.PENDING:
+            values.update(self._retry_values(row, end, failures + deaths, now))
+        else:
+            values.update(finished_at=now, result=end.result)
         changed = conn.execute(update(tasks).where(
             tasks.c.seq == row["seq"], may_become(status),
-            tasks.c.lease_token == row["lease_token"],
-        ).values(status=status.value, failures=failures, attempts=attempts_done, error=error,
-                 worker_id=None if requeue else row["worker_id"], lease_expires_at=None,
-                 finished_at=None if requeue else now, result=None if requeue else result)).rowcount
+            tasks.c.status == TaskStatus.ASSIGNED.value,
+            tasks.c.lease_token == row["lease_token"]).values(**values)).rowcount
         if not changed:
             return None
-        self._finish_attempt(conn, row, outcome, error, now)
+        self._finish_attempt(conn, row, end.outcome, end.error, now)
         return status
+
+    def _retry_values(self, row: RowMapping, end: AttemptEnd, bad_attempts: int,
+                      now: float) -> dict[str, Any]:
+        """Back in the queue: after a counted attempt, wait a backoff, then prefer other workers."""
+        delay = self.retry.delay_seconds(bad_attempts, self.jitter()) if end.counts else 0.0
+        return {"worker_id": None, "finished_at": None, "result": None,
+                "not_before": now + delay,
+                "avoid_worker_id": row["worker_id"] if delay else None,
+                "avoid_until": now + 2 * delay if delay else None}
 
     def _count_for_worker(self, conn: Connection, worker_id: str, *, completed: int = 0,
                           failed: int = 0) -> None:
@@ -480,15 +623,28 @@ class Store:
             tasks_completed=workers.c.tasks_completed + completed,
             tasks_failed=workers.c.tasks_failed + failed))
 
-    def _requeue_worker_tasks(self, conn: Connection, worker_id: str, outcome: AttemptOutcome,
-                              error: str, now: float) -> list[tuple[str, TaskStatus]]:
-        rows = conn.execute(select(tasks).where(tasks.c.worker_id == worker_id,
+    def _leases_of(self, conn: Connection, worker_id: str) -> Sequence[RowMapping]:
+        """The rows of the tasks ``worker_id`` holds (rows another transaction locks skipped)."""
+        return conn.execute(select(tasks).where(tasks.c.worker_id == worker_id,
                                                 tasks.c.status == TaskStatus.ASSIGNED.value)
                             .with_for_update(skip_locked=True)).mappings().all()
-        crash = outcome is not AttemptOutcome.HANDED_BACK
-        ended = [(row["task_id"], self._end_attempt(conn, row, outcome, error, now,
-                                                    counts_as_failure=crash)) for row in rows]
-        return [(task_id, status) for task_id, status in ended if status is not None]
+
+    def _end_dead_workers_leases(self, conn: Connection, worker_id: str, error: str,
+                                 now: float) -> list[tuple[str, TaskStatus]]:
+        """Put back the tasks of a worker that died, each counting the death.
+
+        Every lease it held is a suspect: one its heartbeats list ran in the process that
+        died, and one too young to be listed (its poll's answer may have just arrived)
+        may be what killed it at once. A lease it never got is not held any more: its
+        next heartbeat already gave it back, uncounted (see ``heartbeat``).
+        """
+        ended = []
+        for row in self._leases_of(conn, worker_id):
+            status = self._end_attempt(conn, row, AttemptEnd(AttemptOutcome.WORKER_DEAD, error,
+                                                             is_death=True), now)
+            if status is not None:
+                ended.append((row["task_id"], status))
+        return ended
 
     def save_checkpoint(self, task_id: str, *, worker_id: str, lease_token: int | None,
                         checkpoint: Mapping[str, Any], progress: float | None = None,
@@ -513,8 +669,8 @@ class Store:
 
         def transaction(conn: Connection) -> Task:
             row = self._current_lease_row(conn, task_id, worker_id, lease_token)
-            self._end_attempt(conn, row, AttemptOutcome.HANDED_BACK, "handed back by worker",
-                              now, counts_as_failure=False)
+            self._end_attempt(conn, row, AttemptEnd(AttemptOutcome.HANDED_BACK,
+                                                    "handed back by worker"), now)
             return self._load_task(conn, task_id)
 
         return self._write_transaction(transaction, notify=True)
@@ -557,11 +713,21 @@ class Store:
 
     # -- expiry -------------------------------------------------------------------------
 
-    def expire_leases(self, *, now: float | None = None) -> ExpiryReport:
-        """Declare silent workers dead and requeue (or fail) tasks whose lease ran out."""
+    def expire_leases(self, *, quiet_seconds: float | None = None,
+                      now: float | None = None) -> ExpiryReport:
+        """Declare silent workers dead, end the attempts whose lease or time limit ran out,
+        and note in the orchestrator clock that an expiry pass ran.
+
+        Args:
+            quiet_seconds: given (by a serving orchestrator), a gap since the last pass
+                longer than this is shifted off live workers' clocks first (see
+                ``_shift_clocks``): nobody could hear their heartbeats meanwhile.
+        """
         now = self._now(now)
 
         def transaction(conn: Connection) -> ExpiryReport:
+            shifted = 0.0 if quiet_seconds is None else self._shift_clocks(conn, quiet_seconds,
+                                                                           now)
             dead = list(conn.scalars(select(workers.c.worker_id).where(
                 workers.c.status == WorkerStatus.ONLINE.value,
                 workers.c.last_heartbeat_at < now - self.worker_timeout_seconds)))
@@ -569,46 +735,114 @@ class Store:
             for worker_id in dead:
                 conn.execute(update(workers).where(workers.c.worker_id == worker_id)
                              .values(status=WorkerStatus.DEAD.value))
-                ended += self._requeue_worker_tasks(conn, worker_id, AttemptOutcome.WORKER_DEAD,
-                                                    f"worker {worker_id} stopped heartbeating", now)
-            expired = conn.execute(select(tasks).where(
-                tasks.c.status == TaskStatus.ASSIGNED.value, tasks.c.lease_expires_at < now,
-            ).with_for_update(skip_locked=True)).mappings().all()
-            for row in expired:
-                status = self._end_attempt(conn, row, AttemptOutcome.EXPIRED,
-                                           f"lease expired on worker {row['worker_id']}", now,
-                                           counts_as_failure=True)
-                if status is not None:
-                    ended.append((row["task_id"], status))
+                ended += self._end_dead_workers_leases(
+                    conn, worker_id, f"worker {worker_id} stopped heartbeating", now)
+            ended += self._end_overdue_attempts(conn, now)
+            self._touch_clock(conn, now)
             if dead or ended:
                 self.changes.announce(conn)
             return ExpiryReport(
                 workers_dead=dead,
                 tasks_requeued=[tid for tid, s in ended if s is TaskStatus.PENDING],
-                tasks_failed=[tid for tid, s in ended if s is TaskStatus.FAILED])
+                tasks_failed=[tid for tid, s in ended if s is TaskStatus.FAILED],
+                tasks_held=[tid for tid, s in ended if s is TaskStatus.HELD],
+                clocks_shifted_seconds=shifted)
 
         report = self._write_transaction(transaction)
-        if report.workers_dead or report.tasks_requeued or report.tasks_failed:
+        if report.workers_dead or report.tasks_requeued or report.tasks_failed or report.tasks_held:
             self.changes.notify()
         return report
 
-    def extend_live_leases(self, *, now: float | None = None) -> int:
-        """Give every running lease and live worker a fresh term (the server just started).
+    def _end_overdue_attempts(self, conn: Connection, now: float) -> list[tuple[str, TaskStatus]]:
+        """End the leases nobody renewed and the attempts past their time limit that the
+        worker did not stop itself.
 
-        Time the orchestrator was down must not count against workers that kept
-        computing: their results arrive once it is back.
+        A worker's heartbeats renew every lease it holds, so one that expires was held by
+        a worker gone silent: a worker death for the task (found before the worker is
+        declared dead when ``lease_seconds`` is the shorter). An attempt past its time
+        limit is a failure.
+        """
+        running = tasks.c.status == TaskStatus.ASSIGNED.value
+        limit = func.coalesce(tasks.c.timeout_seconds, self.task_timeout_seconds)
+        overdue = [
+            (select(tasks).where(running, tasks.c.lease_expires_at < now),
+             lambda row: AttemptEnd(AttemptOutcome.EXPIRED,
+                                    f"lease expired on worker {row['worker_id']}", is_death=True)),
+            (select(tasks).where(running,
+                                 tasks.c.started_at + limit + TIME_LIMIT_GRACE_SECONDS < now),
+             lambda row: AttemptEnd(AttemptOutcome.TIMED_OUT, time_limit_error(
+                 row["timeout_seconds"] or self.task_timeout_seconds), is_failure=True)),
+        ]
+        ended = []
+        for query, end_of in overdue:
+            for row in conn.execute(query.with_for_update(skip_locked=True)).mappings().all():
+                status = self._end_attempt(conn, row, end_of(row), now)
+                if status is not None:
+                    ended.append((row["task_id"], status))
+        return ended
+
+    def _touch_clock(self, conn: Connection, now: float) -> None:
+        """Record that an orchestrator ran the expiry pass at ``now``."""
+        last = conn.scalar(select(orchestrator_clock.c.last_expiry_at)
+                           .where(orchestrator_clock.c.id == CLOCK_ROW_ID))
+        if last is None:
+            conn.execute(insert(orchestrator_clock).values(id=CLOCK_ROW_ID, last_expiry_at=now))
+        elif last < now:
+            conn.execute(update(orchestrator_clock).where(orchestrator_clock.c.id == CLOCK_ROW_ID)
+                         .values(last_expiry_at=now))
+
+    def _shift_clocks(self, conn: Connection, quiet_seconds: float, now: float) -> float:
+        """Shift live workers' heartbeat clocks and running leases by the time no expiry
+        pass ran (all orchestrators down, or the database unwritable: a full disk).
+
+        That time must not count against workers that kept computing (their results
+        arrive once the server is back), but a worker already silent keeps the silence it
+        had and one that died meanwhile is declared dead on time. A clock is never moved
+        past now (a heartbeat heard during the gap is fresh already). A gap up to
+        ``quiet_seconds`` means another replica runs the passes: nothing is shifted. The
+        clock row is locked, so two replicas starting at once shift once.
+
+        Returns:
+            The seconds shifted (0 when none).
+        """
+        last = conn.scalar(select(orchestrator_clock.c.last_expiry_at)
+                           .where(orchestrator_clock.c.id == CLOCK_ROW_ID).with_for_update())
+        gap = 0.0 if last is None else now - last
+        if gap <= quiet_seconds:
+            return 0.0
+        expires = tasks.c.lease_expires_at + gap
+        renewed = now + self.lease_seconds
+        # Task rows before worker rows, as in a result (see ``heartbeat``).
+        conn.execute(update(tasks).where(tasks.c.status == TaskStatus.ASSIGNED.value)
+                     .values(lease_expires_at=case((expires > renewed, renewed), else_=expires)))
+        heard = workers.c.last_heartbeat_at + gap
+        conn.execute(update(workers).where(workers.c.status == WorkerStatus.ONLINE.value)
+                     .values(last_heartbeat_at=case((heard > now, now), else_=heard)))
+        return gap
+
+    def release_hold(self, task_id: str, *, now: float | None = None) -> Task:
+        """Put a held task back in the queue with fresh retry and death counts.
+
+        Raises:
+            TaskNotFound: no such task.
+            WrongState: the task is not held (409).
         """
         now = self._now(now)
 
-        def transaction(conn: Connection) -> int:
-            # Task rows before worker rows, as in a result (see ``heartbeat``).
-            renewed = conn.execute(update(tasks).where(tasks.c.status == TaskStatus.ASSIGNED.value)
-                                   .values(lease_expires_at=now + self.lease_seconds)).rowcount
-            conn.execute(update(workers).where(workers.c.status == WorkerStatus.ONLINE.value)
-                         .values(last_heartbeat_at=now))
-            return renewed
+        def transaction(conn: Connection) -> Task:
+            released = conn.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.status == TaskStatus.HELD.value,
+                may_become(TaskStatus.PENDING)).values(
+                status=TaskStatus.PENDING.value, held_reason=None, failures=0, worker_deaths=0,
+                worker_id=None, finished_at=None, result=None, exported=0,
+                export_claimed_until=None, not_before=now, avoid_worker_id=None,
+                avoid_until=None)).rowcount
+            task = self._load_task(conn, task_id)
+            if not released:
+                raise WrongState(f"task {task_id!r} is {task.status.value}, not held")
+            return task
 
-        return self._write_transaction(transaction)
+        return self._write_transaction(transaction, notify=True)
 
     # -- provider budgets ---------------------------------------------------------------
 
@@ -643,6 +877,12 @@ class Store:
                                      dataclasses.replace(usage, requests=counted))
 
         return self._write_transaction(transaction)
+
+    def provider_request_holder(self, reservation_id: str) -> str | None:
+        """The worker a counted request was granted to (None: no such request)."""
+        with self._read() as conn:
+            return conn.scalar(select(provider_requests.c.worker_id).where(
+                provider_requests.c.reservation_id == reservation_id))
 
     def settle_provider_request(self, provider: str, reservation_id: str, tokens: int) -> bool:
         """Replace a counted request's estimate with the tokens used; False if it is unknown."""
@@ -786,7 +1026,8 @@ class Store:
     def claim_tasks_to_export(self, *, limit: int = 10_000,
                               claim_seconds: float = EXPORT_CLAIM_SECONDS,
                               now: float | None = None) -> list[Task]:
-        """Take ended tasks not yet in a results file, in the order they ended, for writing one.
+        """Take ended (or held) tasks not yet in a results file, in the order they ended, for
+        writing one. A held task is written as held; released, it is written again once it ends.
 
         One statement claims them for ``claim_seconds`` (``SKIP LOCKED``), so replicas
         writing results at once never take the same task; ``mark_exported`` ends the
@@ -794,7 +1035,7 @@ class Store:
         """
         now = self._now(now)
         candidates = (select(tasks.c.seq).where(
-            tasks.c.exported == 0, tasks.c.status.in_([s.value for s in TaskStatus if s.is_final]),
+            tasks.c.exported == 0, tasks.c.status.in_([s.value for s in SETTLED_STATUSES]),
             or_(tasks.c.export_claimed_until.is_(None), tasks.c.export_claimed_until < now))
             .order_by(tasks.c.finished_at, tasks.c.seq).limit(limit)
             .with_for_update(skip_locked=True))
@@ -817,8 +1058,9 @@ class Store:
         self._write_transaction(transaction)
 
     def finished_tasks_since(self, since: float | None = None) -> list[Task]:
-        """Ended tasks (completed, failed, cancelled) that ended at or after ``since``."""
-        conditions = [tasks.c.status.in_([s.value for s in TaskStatus if s.is_final])]
+        """Ended tasks (completed, failed, cancelled) and held ones, that ended (or were held)
+        at or after ``since``."""
+        conditions = [tasks.c.status.in_([s.value for s in SETTLED_STATUSES])]
         if since is not None:
             conditions.append(tasks.c.finished_at >= since)
         query = select(tasks).where(and_(*conditions)).order_by(tasks.c.finished_at, tasks.c.seq)

@@ -5,22 +5,42 @@ a separate heartbeat thread keeps the leases alive (every 0.5 s while a task run
 so a cancel reaches a running task within a second, else every
 ``heartbeat_interval_seconds``). Native kernels release the GIL, so a long
 computation never starves the heartbeat. ``run_once`` drives one step for tests.
+
+Each heartbeat lists every lease the worker holds (running, or finished with its
+result not delivered yet): the orchestrator renews those and takes back any other
+(the answer to a poll that never arrived). A result is delivered until the server
+takes it or refuses it for good. A task runs at most its time limit: the lease's
+``timeout_seconds``, or the worker's ``max_task_seconds`` if smaller. The worker
+registers asking for a secret, sends it with every later call, and keeps it in
+``secret_path`` so that, restarted, it takes its id back at once.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from elastic.errors import ElasticError, NotFound, ServerUnreachable, TaskCancelled
+from elastic.atomic import atomic_write_text
+from elastic.errors import (
+    BodyTooLarge,
+    Conflict,
+    ElasticError,
+    NotFound,
+    ServerUnreachable,
+    TaskCancelled,
+    Unauthorized,
+)
 from elastic.executors import EXECUTORS, ExecutionContext, Executor, get_executor
-from elastic.tasks import finite_json
-from elastic.transport import Transport, task_path, worker_path
+from elastic.tasks import finite_json, time_limit_error
+from elastic.transport import WORKER_SECRET_HEADER, Transport, task_path, worker_path
 
 log = logging.getLogger("elastic.worker")
 
@@ -42,11 +62,13 @@ class WorkerSettings:
     poll_wait_seconds: float = 5.0
     checkpoint_interval_seconds: float = 30.0
     result_delivery_seconds: float = 3600.0
+    max_task_seconds: float | None = None  # None: only the task's own time limit
+    secret_path: Path | None = None  # where the worker's secret survives a restart
 
 
 @dataclass
 class RunningTask:
-    """A task this worker is executing."""
+    """A task this worker holds: running, or finished and its result being delivered."""
 
     task_id: str
     task_type: str
@@ -55,6 +77,34 @@ class RunningTask:
     started_at: float = field(default_factory=time.time)
     progress: float = 0.0
     handing_back: bool = False
+    timed_out: bool = False
+    delivering: bool = False
+
+    def is_overdue(self, now: float) -> bool:
+        """Whether it still runs past its time limit."""
+        limit = self.context.time_limit_seconds
+        return not self.delivering and limit is not None and now - self.started_at > limit
+
+
+def read_secret(path: Path | None) -> str | None:
+    """The worker secret kept at ``path`` (None: no path, or nothing kept yet)."""
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def write_secret(path: Path | None, secret: str) -> None:
+    """Keep ``secret`` at ``path``, readable by this user only; a failure is only logged
+    (the worker keeps it in memory, and a restart waits for its old life to be dead)."""
+    if path is None:
+        return
+    try:
+        atomic_write_text(path, secret + "\n", mode=0o600)
+    except OSError as exc:
+        log.warning("could not keep the worker secret in %s: %s", path, exc)
 
 
 class WorkerLoop:
@@ -71,20 +121,36 @@ class WorkerLoop:
         self.counts = collections.Counter[str]()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._wake_heartbeat = threading.Event()
+        secret = read_secret(settings.secret_path)
+        if secret:
+            self.transport.headers[WORKER_SECRET_HEADER] = secret
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def register(self) -> None:
-        """Register with the orchestrator (again, if it forgot us)."""
-        self.transport.post("/api/workers/register", {
+        """Register with the orchestrator (again, if it forgot us), asking for a secret.
+
+        The secret held from before (memory or ``secret_path``) goes in the header, so
+        a restarted worker takes its id back even while its old life still looks alive.
+
+        Raises:
+            WorkerIdTaken: (a Conflict) another live worker holds the id with its secret.
+        """
+        answer = self.transport.post("/api/workers/register", {
             "worker_id": self.settings.worker_id, "worker_type": self.settings.worker_type,
-            "capabilities": dict(self.settings.capabilities), "capacity": self.settings.capacity})
+            "capabilities": dict(self.settings.capabilities), "capacity": self.settings.capacity,
+            "secret": True})
+        secret = answer.get("worker_secret")
+        if secret:
+            self.transport.headers[WORKER_SECRET_HEADER] = secret
+            write_secret(self.settings.secret_path, secret)
         log.info("registered %s (%s, capacity %d)", self.settings.worker_id,
                  self.settings.worker_type, self.settings.capacity)
 
     def run(self) -> None:
         """Work until ``stopping`` is set, then hand back what is unfinished and unregister."""
-        self._until_reachable(self.register)
+        self._register_until_done()
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
         threads += [threading.Thread(target=self._slot_loop, name=f"slot-{n}", daemon=True)
                     for n in range(self.settings.capacity)]
@@ -99,12 +165,14 @@ class WorkerLoop:
     def stop(self) -> None:
         """Ask the worker to stop: running tasks are handed back, not lost."""
         self.stopping.set()
+        self._wake_heartbeat.set()
 
     def _cancel_running(self) -> None:
         with self._lock:
             for running in self.running.values():
-                running.handing_back = True
-                running.context.cancelled.set()
+                if not running.delivering:
+                    running.handing_back = True
+                    running.context.cancelled.set()
 
     def _unregister(self) -> None:
         try:
@@ -112,16 +180,17 @@ class WorkerLoop:
         except ElasticError as exc:
             log.warning("could not unregister: %s", exc)
 
-    def _until_reachable(self, action: Any) -> Any:
+    def _register_until_done(self) -> None:
+        """Register, waiting out an unreachable server or a live holder of our id."""
         delay = 0.5
         while not self.stopping.is_set():
             try:
-                return action()
-            except ServerUnreachable as exc:
-                log.warning("%s; retrying in %.1f s", exc, delay)
+                self.register()
+                return
+            except (ServerUnreachable, Conflict) as exc:
+                log.warning("%s; registering again in %.1f s", exc.message, delay)
                 self.stopping.wait(delay)
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
-        return None
 
     # -- leasing and executing ----------------------------------------------------------
 
@@ -131,9 +200,10 @@ class WorkerLoop:
                 self.run_once(wait_seconds=self.settings.poll_wait_seconds)
             except ServerUnreachable as exc:
                 log.warning("%s; polling again shortly", exc)
+                self._wake_heartbeat.set()  # a lease may have been lost with the answer
                 self.stopping.wait(1.0)
-            except NotFound:
-                self._until_reachable(self.register)
+            except (NotFound, Unauthorized):
+                self._register_until_done()
             except ElasticError as exc:
                 log.error("poll failed: %s", exc)
                 self.stopping.wait(1.0)
@@ -148,6 +218,8 @@ class WorkerLoop:
                                     timeout_seconds=wait_seconds + 30)
         payload = answer.get("task")
         if not payload:
+            if answer.get("retry_after"):  # the server could not hold the poll: it is busy
+                self.stopping.wait(float(answer["retry_after"]) * (1 + random.random() / 2))
             return False
         self.execute_and_report(payload)
         return True
@@ -165,26 +237,32 @@ class WorkerLoop:
         """Run one leased task and deliver its result (or hand it back when stopping)."""
         running = self._start(payload)
         try:
-            result = self._execute(payload, running.context)
-        except TaskCancelled:
-            self._after_cancel(running)
-            return
-        except ElasticError as exc:
-            log.info("handing %s back: %s", running.task_id, exc.message)
-            running.handing_back = True
-            self._after_cancel(running)
-            return
+            try:
+                result = self._execute(payload, running.context)
+            except TaskCancelled:
+                if not running.timed_out:
+                    self._after_cancel(running)
+                    return
+                result = {"success": False, "retryable": True,
+                          "error": time_limit_error(running.context.time_limit_seconds or 0)}
+            except ElasticError as exc:
+                log.info("handing %s back: %s", running.task_id, exc.message)
+                running.handing_back = True
+                self._after_cancel(running)
+                return
+            running.delivering = True
+            self._record_history(running, result)
+            self._deliver_result(running, result)
         finally:
             with self._lock:
                 self.running.pop(running.task_id, None)
-        self._record_history(running, result)
-        self._deliver_result(running, result)
 
     def _start(self, payload: Mapping[str, Any]) -> RunningTask:
         context = ExecutionContext(
             task_id=payload["task_id"], resume_from=payload.get("checkpoint"),
             provider=self.provider,
-            checkpoint_interval_seconds=self.settings.checkpoint_interval_seconds)
+            checkpoint_interval_seconds=self.settings.checkpoint_interval_seconds,
+            time_limit_seconds=self._time_limit(payload.get("timeout_seconds")))
         running = RunningTask(task_id=payload["task_id"], task_type=payload["type"],
                               lease_token=payload["lease_token"], context=context)
         context.on_progress = lambda fraction: setattr(running, "progress", fraction)
@@ -194,6 +272,12 @@ class WorkerLoop:
         log.info("running %s (%s, attempt %s)", running.task_id, running.task_type,
                  payload.get("attempt"))
         return running
+
+    def _time_limit(self, task_seconds: object) -> float | None:
+        """The smaller of the lease's ``timeout_seconds`` and this worker's ``max_task_seconds``."""
+        limits = [limit for limit in (task_seconds, self.settings.max_task_seconds)
+                  if isinstance(limit, int | float) and not isinstance(limit, bool) and limit > 0]
+        return float(min(limits)) if limits else None
 
     def _execute(self, payload: Mapping[str, Any], context: ExecutionContext) -> dict[str, Any]:
         try:
@@ -205,7 +289,8 @@ class WorkerLoop:
         except ElasticError as exc:
             if exc.hand_back:
                 raise
-            return {"success": False, "error": exc.message, "retryable": exc.retryable}
+            failure = {"success": False, "error": exc.message, "retryable": exc.retryable}
+            return failure if exc.retryable else {**failure, "reason": exc.held_reason}
         except Exception as exc:
             log.exception("task %s raised", payload["task_id"])
             return {"success": False, "error": f"{type(exc).__name__}: {exc}", "retryable": True}
@@ -220,20 +305,28 @@ class WorkerLoop:
                 "worker_id": self.settings.worker_id, "lease_token": running.lease_token})
             log.info("handed back %s", running.task_id)
         except ElasticError as exc:
-            log.warning("could not hand back %s (its lease will expire): %s", running.task_id, exc)
+            log.warning("could not hand back %s (no longer listed in heartbeats, it goes back "
+                        "to the queue shortly): %s", running.task_id, exc)
 
     def _save_checkpoint(self, running: RunningTask, state: dict[str, Any]) -> None:
         try:
             self.transport.post(task_path(running.task_id, "checkpoint"), {
                 "worker_id": self.settings.worker_id, "lease_token": running.lease_token,
                 "checkpoint": state, "progress": running.progress})
-        except ServerUnreachable as exc:
-            log.warning("checkpoint of %s not saved: %s", running.task_id, exc)
-        except ElasticError:
-            running.context.cancelled.set()
+        except ElasticError as exc:
+            if is_worth_retrying(exc):  # unreachable or failing for now: the next one may do
+                log.warning("checkpoint of %s not saved: %s", running.task_id, exc.message)
+            else:  # the lease is gone (409): stop the task
+                running.context.cancelled.set()
 
     def _deliver_result(self, running: RunningTask, result: dict[str, Any]) -> None:
-        """Report until the server answers: a result is never dropped for a network error."""
+        """Report until the server takes it or refuses it for good: never dropped silently.
+
+        Unreachable, 5xx (507: its disk is full) are tried again with backoff for up to
+        ``result_delivery_seconds``; a result over the server's body limit (413) is
+        replaced by a failure that says so; a 409 (the lease is not current) ends it.
+        The task stays listed in heartbeats meanwhile, so its lease stays renewed.
+        """
         body = {"worker_id": self.settings.worker_id, "lease_token": running.lease_token,
                 "result": finite_json(result)}
         deadline = time.monotonic() + self.settings.result_delivery_seconds
@@ -241,23 +334,25 @@ class WorkerLoop:
         while True:
             try:
                 self.transport.post(task_path(running.task_id, "result"), body)
-                self.counts["completed" if result.get("success") else "failed"] += 1
+                self.counts["completed" if body["result"].get("success") else "failed"] += 1
                 return
-            except ServerUnreachable as exc:
-                if self.stopping.is_set():
-                    deadline = min(deadline, time.monotonic() + STOPPING_DELIVERY_SECONDS)
-                if time.monotonic() > deadline:
-                    log.error("gave up delivering the result of %s (its lease will expire "
-                              "and it will run again): %s", running.task_id, exc)
-                    return
-                log.warning("result of %s not delivered (%s); retrying in %.1f s",
-                            running.task_id, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+            except BodyTooLarge as exc:
+                if body["result"].get("reason") != "result_too_large":
+                    body = {**body, "result": too_large_failure(body, exc)}
+                    continue
+                error: ElasticError = exc
             except ElasticError as exc:
-                log.warning("result of %s refused: %s", running.task_id, exc)
+                error = exc
+            if self.stopping.is_set():
+                deadline = min(deadline, time.monotonic() + STOPPING_DELIVERY_SECONDS)
+            if not is_worth_retrying(error) or time.monotonic() > deadline:
+                log.error("result of %s not delivered: %s", running.task_id, error.message)
                 self.counts["refused"] += 1
                 return
+            log.warning("result of %s not delivered (%s); retrying in %.1f s",
+                        running.task_id, error.message, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
     def _record_history(self, running: RunningTask, result: Mapping[str, Any]) -> None:
         ended = time.time()
@@ -270,22 +365,40 @@ class WorkerLoop:
     # -- heartbeats -----------------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
+        failures = 0
         while not self.stopping.is_set():
             try:
                 self.send_heartbeat()
+                failures = 0
             except ServerUnreachable as exc:
                 log.warning("heartbeat not delivered: %s", exc)
-            except NotFound:
-                self._until_reachable(self.register)
+                failures += 1
+            except (NotFound, Unauthorized):
+                self._register_until_done()
             except ElasticError as exc:
                 log.error("heartbeat refused: %s", exc)
-            busy = bool(self.running)
-            self.stopping.wait(min(self.settings.heartbeat_interval_seconds,
-                                   BUSY_HEARTBEAT_SECONDS) if busy
-                               else self.settings.heartbeat_interval_seconds)
+            self._stop_overdue_tasks()
+            pause = self.settings.heartbeat_interval_seconds
+            if self.running:
+                pause = min(pause, BUSY_HEARTBEAT_SECONDS)
+            if failures:  # try again soon: the server may be back and our leases at stake
+                pause = min(pause, 0.5 * 2 ** min(failures, 5))
+            self._wake_heartbeat.wait(pause)
+            self._wake_heartbeat.clear()
+
+    def _stop_overdue_tasks(self) -> None:
+        """Cancel the tasks running past their time limit (they report a failure saying so)."""
+        now = time.time()
+        with self._lock:
+            for running in self.running.values():
+                if running.is_overdue(now) and not running.timed_out:
+                    log.warning("task %s ran past its time limit of %g s: stopping it",
+                                running.task_id, running.context.time_limit_seconds)
+                    running.timed_out = True
+                    running.context.cancelled.set()
 
     def send_heartbeat(self) -> list[str]:
-        """Report liveness and progress; stop the tasks the orchestrator revoked."""
+        """Report liveness, progress and every lease held; stop the tasks revoked."""
         with self._lock:
             running = {r.task_id: {"lease_token": r.lease_token, "progress": r.progress}
                        for r in self.running.values()}
@@ -310,3 +423,16 @@ class WorkerLoop:
         return {"worker_id": self.settings.worker_id, "worker_type": self.settings.worker_type,
                 "capacity": self.settings.capacity, "running": running,
                 "stopping": self.stopping.is_set(), "counts": dict(self.counts)}
+
+
+def is_worth_retrying(error: ElasticError) -> bool:
+    """Whether delivering again could succeed: the server unreachable, or failing (5xx,
+    507 while its disk is full). A 4xx answer will not change."""
+    return isinstance(error, ServerUnreachable) or error.http_status >= 500
+
+
+def too_large_failure(body: Mapping[str, Any], error: ElasticError) -> dict[str, Any]:
+    """The failure to report instead of a result the server refused as too large."""
+    size = len(json.dumps(body).encode())
+    return {"success": False, "retryable": False, "reason": "result_too_large",
+            "error": f"the result of {size} bytes was refused as too large: {error.message}"}
