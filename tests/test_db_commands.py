@@ -42,7 +42,8 @@ def mutation(task_id: str) -> NewTask:
 
 
 def fill(store: Store) -> None:
-    """A queue in every state: pending, running, completed, failed, cancelled; a budget."""
+    """A queue in every state: pending, running, completed, held, cancelled; a budget; the
+    orchestrator clock of an expiry pass."""
     store.submit_tasks([mutation(f"t{n}") for n in range(6)], now=T0)
     store.register_worker("w1", worker_type="evolution", capabilities={}, capacity=4, now=T0)
     leases = store.lease_tasks("w1", limit=4, now=T0 + 1)
@@ -54,6 +55,7 @@ def fill(store: Store) -> None:
     store.reserve_provider_request("groq", key_fingerprint("k"), worker_id="w1", tokens=5,
                                    since=T0 - 60, available_at=lambda usage: T0, now=T0 + 4)
     store.pause_provider_budget("groq", "", T0 + 100)
+    store.expire_leases(now=T0 + 5)
 
 
 def every_row(url: str) -> dict[str, list[dict[str, Any]]]:
