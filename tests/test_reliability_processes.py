@@ -68,7 +68,10 @@ def history(url: str, task_id: str) -> list[tuple[str, str]]:
 
 
 def configure(project_folder: Path, extra: str) -> None:
-    (project_folder / "elastic.toml").write_text(FAST_CONFIG + extra)
+    """conftest's fast timings, with the keys in ``extra`` set as it says."""
+    keys = {line.split("=")[0].strip() for line in extra.splitlines() if "=" in line}
+    kept = [line for line in FAST_CONFIG.splitlines() if line.split("=")[0].strip() not in keys]
+    (project_folder / "elastic.toml").write_text("\n".join(kept) + "\n" + extra)
 
 
 # -- poison ------------------------------------------------------------------------------------
@@ -76,7 +79,8 @@ def configure(project_folder: Path, extra: str) -> None:
 def test_a_poison_task_is_held_after_three_worker_deaths_and_the_task_beside_it_completes(
         start_server: Starter, scripted_workers: Callable[..., subprocess.Popen[bytes]],
         project_folder: Path) -> None:
-    configure(project_folder, "retry_backoff_seconds = 0.0\n")  # retries in queue order
+    # Retries in queue order; leases outlive the worker timeout, so a death is found as one.
+    configure(project_folder, "retry_backoff_seconds = 0.0\nlease_seconds = 10.0\n")
     server = start_server()
     submit(server.url, [mutation("beside", slow=3.0), mutation("poison", poison=1.0)])
     crowded = scripted_workers(server.url, "crowded", capacity=2)  # takes both: dies at once
