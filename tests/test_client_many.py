@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import requests
 from conftest import free_port, wait_until
 
 from elastic import config
-from elastic.client import AsyncClient, Client, EvolutionResult
+from elastic.client import AsyncClient, Client, EvolutionResult, TaskTimeout
 from elastic.server.serve import Orchestrator
 from elastic.transport import WAIT_PATH
 
@@ -37,11 +38,13 @@ class InFlight:
     app: Callable[..., Iterable[bytes]]
     now: Counter[str] = field(default_factory=Counter)
     peak: Counter[str] = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         kinds = ["all", "wait"] if environ["PATH_INFO"] == WAIT_PATH else ["all"]
         with self.lock:
+            self.calls.update(kinds)
             self.now.update(kinds)
             for kind in kinds:
                 self.peak[kind] = max(self.peak[kind], self.now[kind])
@@ -123,3 +126,36 @@ def test_200_concurrent_async_waits_share_two_long_polls(counted_server):
     assert len(results) == 250
     assert all(result.success for result in results)
     assert counted_server.in_flight.peak["wait"] <= 2
+
+
+def test_a_wait_turned_away_by_a_full_server_asks_again_after_retry_after(
+        start_orchestrator: Callable[..., Any]) -> None:
+    orchestrator = start_orchestrator(server_threads=6, max_long_polls=2,
+                                      worker_timeout_seconds=60)
+    counter = InFlight(orchestrator.server.application)
+    orchestrator.server.application = counter
+    orchestrator.store.register_worker("idle", worker_type="evolution", capabilities={})
+    with Client(orchestrator.url, local_fallback=False) as client:
+        (task_id,) = client.submit_many([{"type": "evolution_mutation", "data": mutations(1)[0]}])
+    status_url = f"{orchestrator.url}/api/tasks/status/{task_id}"
+
+    def hold_a_waiting_place() -> None:
+        """Long-poll for 6 s; asked again when turned away, so it ends up holding a place."""
+        deadline = time.monotonic() + 20
+        while "retry_after" in requests.get(f"{status_url}?wait=6", timeout=30).json():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    holders = [threading.Thread(target=hold_a_waiting_place) for _ in range(2)]
+    for holder in holders:
+        holder.start()
+    wait_until(lambda: "retry_after" in requests.get(f"{status_url}?wait=0.1", timeout=10).json(),
+               message="both waiting places taken")
+    counter.calls.clear()
+    with Client(orchestrator.url, local_fallback=False) as client, \
+            pytest.raises(TaskTimeout):
+        client.wait(task_id, timeout=3)
+    # Turned away each time with retry_after = 1 s: a handful of asks, not a tight loop.
+    assert 2 <= counter.calls["wait"] <= 5
+    for holder in holders:
+        holder.join()

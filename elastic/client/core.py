@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -312,7 +313,13 @@ class ClientCore:
 
         answer = yield from self.retrying(wait_call, until=deadline)
         unknown = [{"task_id": task_id, "status": "unknown"} for task_id in answer["unknown"]]
-        return [*answer["tasks"], *unknown]
+        records = [*answer["tasks"], *unknown]
+        if not records and answer.get("retry_after"):
+            # Every waiting place on the server was taken: ask again after the time it
+            # said, spread out so turned-away clients do not all come back at once.
+            pause = answer["retry_after"] * random.uniform(1.0, 1.5)
+            yield Pause(min(pause, seconds_left(deadline)))
+        return records
 
     def settle_flow(self, task_id: str, deadline: float | None) -> Flow[dict[str, Any] | None]:
         """The task's record once it ended or cannot run; None if the deadline came first."""
