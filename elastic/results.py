@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from elastic.tasks import Task, iso
 
 STATS_FILE = "orchestrator_stats.json"
 RESULTS_PREFIX = "task_results_"
+CLOCK_SLACK_SECONDS = 5.0
 CSV_FIELDS = ("task_id", "type", "status", "algorithm", "priority", "priority_value",
               "worker_id", "attempts", "execution_time", "created_at", "completed_at",
               "description", "source", "error", "parameters", "result")
@@ -34,20 +36,63 @@ def write_results_file(store: Store, folder: Path, *, now: float | None = None) 
 
     A file of the same second is never overwritten (``_2``, ``_3``... is added), even
     by a replica writing into the same folder at the same moment. The tasks are
-    claimed first (replicas never write one task twice) and marked exported after
-    the file is on disk.
+    claimed first under a new batch id, which the file carries as ``export_batch``
+    (replicas never write one task twice), and marked exported after the file is on
+    disk; a writer that died in between is found by ``recover_interrupted_exports``.
 
     Returns:
         The file written, or None when no task ended since the last one.
     """
-    ended = store.claim_tasks_to_export(now=now)
+    batch = secrets.token_hex(8)
+    ended = store.claim_tasks_to_export(batch, now=now)
     if not ended:
         return None
     now = time.time() if now is None else now
-    path = write_new_json(folder, f"{RESULTS_PREFIX}{_stamp(now)}",
-                          results_document(store, ended, now=now))
+    document = {**results_document(store, ended, now=now), "export_batch": batch}
+    path = write_new_json(folder, f"{RESULTS_PREFIX}{_stamp(now)}", document)
     store.mark_exported([task.task_id for task in ended])
     return path
+
+
+def recover_interrupted_exports(store: Store, folder: Path, *, every_claim: bool = False,
+                                now: float | None = None) -> int:
+    """Finish what a writer that died between writing a results file and marking its tasks
+    exported left: tasks whose batch is in a file are marked exported, the others go to
+    the next file. So each task is in exactly one file, whenever the writer died.
+
+    Args:
+        every_claim: any claim is a dead writer's (an orchestrator that alone owns the
+            database, at start); else only claims that ran out count.
+
+    Returns:
+        How many interrupted claims were settled.
+    """
+    claims = store.interrupted_exports(every_claim=every_claim, now=now)
+    if not claims:
+        return 0
+    written = batches_written(folder, since=min(claim.claimed_at for claim in claims))
+    for claim in claims:
+        if claim.batch in written:
+            store.mark_exported(claim.task_ids)
+        else:
+            store.release_export_claims(claim.task_ids)
+    return len(claims)
+
+
+def batches_written(folder: Path, *, since: float) -> set[str]:
+    """The ``export_batch`` of each results file in ``folder`` written at or after ``since``
+    (a few seconds of slack for the clocks of the writer and the file system)."""
+    found = set()
+    for path in folder.glob(f"{RESULTS_PREFIX}*.json"):
+        try:
+            if path.stat().st_mtime < since - CLOCK_SLACK_SECONDS:
+                continue
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not readable whole: it cannot be the file of a batch
+        if isinstance(document, dict) and isinstance(document.get("export_batch"), str):
+            found.add(document["export_batch"])
+    return found
 
 
 def write_stats_file(store: Store, folder: Path, *, now: float | None = None) -> Path:

@@ -28,7 +28,7 @@ from elastic.atomic import write_new_json
 from elastic.config import Config
 from elastic.ingest import ABANDONED_CLAIM_SECONDS, ingest_folder
 from elastic.providers.limits import key_fingerprint
-from elastic.results import write_results_file
+from elastic.results import recover_interrupted_exports, write_results_file
 from elastic.server.budgets import ProviderBudgets
 from elastic.store import Store, open_store
 from elastic.store.schema import attempts
@@ -184,10 +184,12 @@ def test_a_results_claim_whose_writer_died_runs_out_and_another_replica_writes_i
     [lease] = first.lease_tasks("w1", now=T0)
     first.record_result("lost", worker_id="w1", lease_token=lease.lease_token,
                         result={"success": True}, now=T0 + 1)
-    assert [t.task_id for t in first.claim_tasks_to_export(now=T0 + 2)] == ["lost"]  # then dies
+    assert [t.task_id for t in first.claim_tasks_to_export("b1", now=T0 + 2)] == ["lost"]
+    # ... then dies before writing its file
 
     assert write_results_file(second, tmp_path, now=T0 + 60) is None
-    path = write_results_file(second, tmp_path, now=T0 + 2 + 301)
+    assert recover_interrupted_exports(second, tmp_path, now=T0 + 2 + 301) == 1  # ran out
+    path = write_results_file(second, tmp_path)
     assert path is not None
     assert [e["task_id"] for e in json.loads(path.read_text())["task_results"]] == ["lost"]
 

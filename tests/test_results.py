@@ -16,8 +16,13 @@ from typing import Any
 
 import pytest
 
-from elastic.atomic import atomic_write_json
-from elastic.results import export_results, write_results_file, write_stats_file
+from elastic.atomic import atomic_write_json, write_new_json
+from elastic.results import (
+    export_results,
+    recover_interrupted_exports,
+    write_results_file,
+    write_stats_file,
+)
 from elastic.store import Store
 from elastic.tasks import Lease, NewTask, TaskStatus
 
@@ -88,7 +93,8 @@ def test_the_results_file_has_the_seed_format(store: Store, tmp_path: Path) -> N
     path = write_results_file(store, tmp_path / "results", now=NOW)
     assert path is not None and path.name == "task_results_20240708_143000.json"
     document = read(path)
-    assert set(document) == {"timestamp", "orchestrator_stats", "task_results"}
+    # The seed's three keys, and the batch that makes a crashed writer's file recognisable.
+    assert set(document) == {"timestamp", "orchestrator_stats", "task_results", "export_batch"}
     assert document["timestamp"].startswith("2024-07-08T14:30:00")
     assert datetime.fromisoformat(document["timestamp"]).timestamp() == NOW
     stats = document["orchestrator_stats"]
@@ -212,7 +218,7 @@ def test_json_export_selects_by_end_time_and_marks_nothing(store: Store, tmp_pat
     assert [e["task_id"] for e in document["task_results"]] == ["late"]
     everything = io.StringIO()
     assert export_results(store, since=None, fmt="json", out=everything) == 2
-    assert len(store.claim_tasks_to_export()) == 2
+    assert len(store.claim_tasks_to_export("b1")) == 2
 
 
 def test_csv_export_has_one_row_per_task_with_json_columns(store: Store) -> None:
@@ -260,3 +266,31 @@ def test_a_held_task_is_written_as_held_and_again_once_released_and_ended(
     finish(store, now=NOW + 120)
     again = read(write_results_file(store, folder, now=NOW + 120))
     assert [(e["task_id"], e["status"]) for e in again["task_results"]] == [("stuck", "completed")]
+
+
+def test_a_writer_that_died_after_its_file_leaves_its_tasks_in_that_file_only(
+        store: Store, tmp_path: Path) -> None:
+    queue(store, "a", "b")
+    finish(store, now=NOW)
+    claimed = store.claim_tasks_to_export("dead-writer")
+    folder = tmp_path / "results"
+    write_new_json(folder, "task_results_crash", {
+        "task_results": [{"task_id": task.task_id} for task in claimed],
+        "export_batch": "dead-writer"})  # ... and died before marking them exported
+    assert recover_interrupted_exports(store, folder, every_claim=True) == 1
+    assert write_results_file(store, folder) is None
+    assert recover_interrupted_exports(store, folder, every_claim=True) == 0
+
+
+def test_a_writer_that_died_before_its_file_hands_its_tasks_to_the_next_file(
+        store: Store, tmp_path: Path) -> None:
+    queue(store, "a", "b")
+    finish(store, now=NOW)
+    store.claim_tasks_to_export("dead-writer")  # ... and died before writing its file
+    folder = tmp_path / "results"
+    assert write_results_file(store, folder) is None  # still claimed: maybe a live replica
+    assert recover_interrupted_exports(store, folder) == 0  # its claim has not run out
+    assert recover_interrupted_exports(store, folder, every_claim=True) == 1
+    path = write_results_file(store, folder)
+    assert path is not None
+    assert sorted(e["task_id"] for e in read(path)["task_results"]) == ["a", "b"]

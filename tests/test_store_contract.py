@@ -270,10 +270,11 @@ def test_ended_tasks_are_exported_once(store: Store) -> None:
     for lease in store.lease_tasks("w1", limit=2, now=T0):
         store.record_result(lease.task.task_id, worker_id="w1", lease_token=lease.lease_token,
                             result={"success": True})
-    assert [t.task_id for t in store.claim_tasks_to_export(now=T0 + 1)] == ["a", "b"]
-    assert store.claim_tasks_to_export(now=T0 + 2) == []
+    assert [t.task_id for t in store.claim_tasks_to_export("b1", now=T0 + 1)] == ["a", "b"]
+    assert store.claim_tasks_to_export("b2", now=T0 + 2) == []
     store.mark_exported(["a", "b"])
-    assert store.claim_tasks_to_export(now=T0 + 1000) == []
+    assert store.claim_tasks_to_export("b3", now=T0 + 1000) == []
+    assert store.interrupted_exports(every_claim=True) == []
 
 
 def test_a_full_disk_is_a_clear_507_and_loses_nothing_accepted(tmp_path: object) -> None:

@@ -95,6 +95,9 @@ class Orchestrator:
         self.stopping = threading.Event()
         self.loops: list[threading.Thread] = []
         self.results_files: list[Path] = []
+        # With the database's lock (SQLite) no other writer lives: claims found at the first
+        # results pass are a dead writer's. Replicas (PostgreSQL) wait for claims to run out.
+        self._claims_may_be_live = self.lock is None
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
         if watch_folder:
             watcher = ingest.FolderWatcher(self.store, config.resolve(config.task_queues_path))
@@ -140,8 +143,12 @@ class Orchestrator:
                         task_id, self.store.retry.max_worker_deaths, task_id)
 
     def write_results(self) -> Path | None:
-        """Write the results file for newly ended tasks and refresh orchestrator_stats.json."""
+        """Write the results file for newly ended tasks and refresh orchestrator_stats.json,
+        after settling what a writer that died left half done."""
         folder = self.config.resolve(self.config.results_path)
+        results.recover_interrupted_exports(self.store, folder,
+                                            every_claim=not self._claims_may_be_live)
+        self._claims_may_be_live = True
         written = results.write_results_file(self.store, folder)
         results.write_stats_file(self.store, folder)
         if written is not None:

@@ -69,6 +69,9 @@ tasks = Table(
     # A replica writing the task to a results file holds it until then (a claim that a
     # crash lets run out), so that replicas never write a task twice.
     Column("export_claimed_until", Timestamp),
+    # The batch id written into the results file: after a crash between writing the file
+    # and marking its tasks exported, the file itself says whether they are in it.
+    Column("export_batch", String(32)),
     Index("ix_tasks_queue", "status", "priority", "seq"),
     Index("ix_tasks_worker", "worker_id", "status"),
     Index("ix_tasks_finished", "exported", "finished_at"),

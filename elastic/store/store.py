@@ -89,6 +89,15 @@ class SubmitOutcome:
 
 
 @dataclass(frozen=True)
+class ExportClaim:
+    """Tasks claimed for one results file (``batch``, written into it) at ``claimed_at``."""
+
+    batch: str
+    task_ids: list[str]
+    claimed_at: float
+
+
+@dataclass(frozen=True)
 class UnservableWork:
     """Pending tasks that no live worker can run: what they need, how many, and why."""
 
@@ -835,7 +844,7 @@ class Store:
                 may_become(TaskStatus.PENDING)).values(
                 status=TaskStatus.PENDING.value, held_reason=None, failures=0, worker_deaths=0,
                 worker_id=None, finished_at=None, result=None, exported=0,
-                export_claimed_until=None, not_before=now, avoid_worker_id=None,
+                export_claimed_until=None, export_batch=None, not_before=now, avoid_worker_id=None,
                 avoid_until=None)).rowcount
             task = self._load_task(conn, task_id)
             if not released:
@@ -1023,37 +1032,71 @@ class Store:
             return float(conn.scalar(select(func.sum(tasks.c.finished_at - tasks.c.started_at))
                                      .where(tasks.c.status == TaskStatus.COMPLETED.value)) or 0.0)
 
-    def claim_tasks_to_export(self, *, limit: int = 10_000,
-                              claim_seconds: float = EXPORT_CLAIM_SECONDS,
+    def claim_tasks_to_export(self, batch: str, *, limit: int = 10_000,
                               now: float | None = None) -> list[Task]:
         """Take ended (or held) tasks not yet in a results file, in the order they ended, for
-        writing one. A held task is written as held; released, it is written again once it ends.
+        the results file of ``batch``. A held task is written as held; released, it is
+        written again once it ends.
 
-        One statement claims them for ``claim_seconds`` (``SKIP LOCKED``), so replicas
+        One statement claims them for ``EXPORT_CLAIM_SECONDS`` (``SKIP LOCKED``), so replicas
         writing results at once never take the same task; ``mark_exported`` ends the
-        claim, and a writer that dies first lets it run out for another to take.
+        claim. A writer that dies first lets it run out: ``interrupted_exports`` then
+        finds the batch, and the results file (which names its batch) says whether the
+        tasks made it into one.
         """
         now = self._now(now)
         candidates = (select(tasks.c.seq).where(
             tasks.c.exported == 0, tasks.c.status.in_([s.value for s in SETTLED_STATUSES]),
-            or_(tasks.c.export_claimed_until.is_(None), tasks.c.export_claimed_until < now))
+            tasks.c.export_batch.is_(None))
             .order_by(tasks.c.finished_at, tasks.c.seq).limit(limit)
             .with_for_update(skip_locked=True))
 
         def transaction(conn: Connection) -> list[Task]:
             rows = conn.execute(update(tasks).where(tasks.c.seq.in_(candidates))
-                                .values(export_claimed_until=now + claim_seconds)
+                                .values(export_claimed_until=now + EXPORT_CLAIM_SECONDS,
+                                        export_batch=batch)
                                 .returning(*tasks.c)).mappings().all()
             return sorted((Task.from_row(row) for row in rows),
                           key=lambda task: (task.finished_at or 0.0, task.seq))
 
         return self._write_transaction(transaction)
 
+    def interrupted_exports(self, *, every_claim: bool = False,
+                            now: float | None = None) -> list[ExportClaim]:
+        """Claims for a results file whose tasks were never marked exported: the writer died.
+
+        A claim counts once it ran out, or at once with ``every_claim`` (an orchestrator
+        that alone owns the database, as SQLite's lock makes it, knows any claim it finds
+        at start is a dead writer's).
+        """
+        now = self._now(now)
+        conditions = [tasks.c.exported == 0, tasks.c.export_batch.is_not(None)]
+        if not every_claim:
+            conditions.append(tasks.c.export_claimed_until < now)
+        query = select(tasks.c.export_batch, tasks.c.task_id,
+                       tasks.c.export_claimed_until).where(*conditions)
+        claims: dict[str, ExportClaim] = {}
+        with self._read() as conn:
+            for batch, task_id, claimed_until in conn.execute(query):
+                claim = claims.setdefault(batch, ExportClaim(
+                    batch=batch, task_ids=[], claimed_at=claimed_until - EXPORT_CLAIM_SECONDS))
+                claim.task_ids.append(task_id)
+        return list(claims.values())
+
+    def release_export_claims(self, task_ids: Sequence[str]) -> None:
+        """Give claimed tasks back to the next results file (theirs was never written)."""
+        def transaction(conn: Connection) -> None:
+            conn.execute(update(tasks).where(tasks.c.task_id.in_(list(task_ids)),
+                                             tasks.c.exported == 0)
+                         .values(export_claimed_until=None, export_batch=None))
+
+        self._write_transaction(transaction)
+
     def mark_exported(self, task_ids: Sequence[str]) -> None:
         """Remember that these tasks are in a results file."""
         def transaction(conn: Connection) -> None:
             conn.execute(update(tasks).where(tasks.c.task_id.in_(list(task_ids)))
-                         .values(exported=1, export_claimed_until=None))
+                         .values(exported=1, export_claimed_until=None, export_batch=None))
 
         self._write_transaction(transaction)
 
