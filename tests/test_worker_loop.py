@@ -8,6 +8,7 @@ Signals and kill -9 stay in the process tests (test_end_to_end.py).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -89,3 +90,38 @@ def test_a_stopping_worker_hands_its_task_back_uncounted(
                       is TaskStatus.PENDING and t, message="the task back in the queue")
     assert (task.attempts, task.failures) == (0, 0)
     assert [a.outcome for a in orchestrator.store.task_attempts("h1")] == ["handed_back"]
+
+
+def count_heartbeats(loop: Any) -> list[float]:
+    """Record when each heartbeat the loop's own thread sends goes out (monotonic seconds)."""
+    sent: list[float] = []
+    original = loop.send_heartbeat
+
+    def send() -> list[str]:
+        sent.append(time.monotonic())
+        return original()
+
+    loop.send_heartbeat = send
+    return sent
+
+
+def test_a_cancel_reaches_a_task_started_while_the_idle_heartbeat_slept_within_a_second(
+        start_orchestrator: Callable[..., Any], make_worker_loop: Callable[..., Any]) -> None:
+    orchestrator = start_orchestrator()
+    executor = UntilCancelled()
+    loop = make_worker_loop(orchestrator.url, executors={"evolution_mutation": executor},
+                            heartbeat_interval_seconds=30.0)
+    sent = count_heartbeats(loop)
+    worker = threading.Thread(target=loop.run)
+    worker.start()
+    wait_until(lambda: sent, message="the first heartbeat (then it sleeps 30 s while idle)")
+    orchestrator.store.submit_tasks([NewTask(task_id="late", type="evolution_mutation",
+                                             data=MUTATION)])
+    assert executor.started.wait(10)
+    cancelled_at = time.monotonic()
+    orchestrator.store.cancel_task("late")
+    wait_until(lambda: not loop.running, timeout=10, interval=0.01,
+               message="the worker to stop the cancelled task")
+    assert time.monotonic() - cancelled_at < 1.0
+    loop.stop()
+    worker.join(10)

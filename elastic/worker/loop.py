@@ -3,8 +3,10 @@
 ``capacity`` slot threads each long-poll the orchestrator for a task and run it;
 a separate heartbeat thread keeps the leases alive (every 0.5 s while a task runs,
 so a cancel reaches a running task within a second, else every
-``heartbeat_interval_seconds``). Native kernels release the GIL, so a long
-computation never starves the heartbeat. ``run_once`` drives one step for tests.
+``heartbeat_interval_seconds``). It is woken whenever the worker's busy/idle state
+changes, so a task started while it slept is heard of at once. Native kernels
+release the GIL, so a long computation never starves the heartbeat. ``run_once``
+drives one step for tests.
 
 Each heartbeat lists every lease the worker holds (running, or finished with its
 result not delivered yet): the orchestrator renews those and takes back any other
@@ -165,6 +167,10 @@ class WorkerLoop:
     def stop(self) -> None:
         """Ask the worker to stop: running tasks are handed back, not lost."""
         self.stopping.set()
+        self.wake_heartbeat()
+
+    def wake_heartbeat(self) -> None:
+        """Send a heartbeat now (the busy/idle state or the provider's health changed)."""
         self._wake_heartbeat.set()
 
     def _cancel_running(self) -> None:
@@ -256,6 +262,7 @@ class WorkerLoop:
         finally:
             with self._lock:
                 self.running.pop(running.task_id, None)
+            self.wake_heartbeat()
 
     def _start(self, payload: Mapping[str, Any]) -> RunningTask:
         context = ExecutionContext(
@@ -269,6 +276,7 @@ class WorkerLoop:
         context.on_checkpoint = lambda state: self._save_checkpoint(running, state)
         with self._lock:
             self.running[running.task_id] = running
+        self.wake_heartbeat()
         log.info("running %s (%s, attempt %s)", running.task_id, running.task_type,
                  payload.get("attempt"))
         return running
