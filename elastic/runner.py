@@ -5,10 +5,16 @@ thread of this process on a free loopback port, the workers are real processes
 talking HTTP to it, and the batch is queued through the same store call. Task ids
 are stable (given, or derived from the file), so running a file again after an
 interruption finishes what was left instead of starting over.
+
+Ctrl-C stops it all within a few seconds: the workers hand their tasks back (not
+counted as failures), any worker still holding one after ``WORKER_STOP_SECONDS`` is
+unregistered by this process (which hands its tasks back too), the last results
+file is written, and the outcome says the batch was interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
@@ -16,19 +22,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from elastic.config import Config
-from elastic.errors import ElasticError
+from elastic.errors import ElasticError, WorkerNotFound
 from elastic.server.serve import Orchestrator
 from elastic.tasks import NewTask, Requirement, Task, TaskStatus, Worker
 from elastic.worker_types import worker_type_for
 
-WORKER_STOP_SECONDS = 15.0
+WORKER_STOP_SECONDS = 2.5
 WORKER_REGISTER_SECONDS = 60.0
 PR_SET_PDEATHSIG = 1
 REFRESHES_PER_SECOND = 5
@@ -41,6 +48,7 @@ class BatchOutcome:
     tasks: list[Task]
     results_files: list[Path]
     already_known: int
+    interrupted: bool = False
 
     @property
     def all_completed(self) -> bool:
@@ -60,14 +68,14 @@ def worker_types_for(batch: Sequence[NewTask], *, llm_worker_type: str) -> list[
 
 
 def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int,
-                  config: Config, log_folder: Path) -> dict[str, subprocess.Popen[bytes]]:
+                  config: Config, log_folder: Path,
+                  processes: dict[str, subprocess.Popen[bytes]]) -> None:
     """Start ``per_type`` worker processes of each type, logging to ``log_folder``.
 
-    Returns:
-        Each process by the worker id it registers under.
+    Each process is added to ``processes`` under the worker id it registers with as
+    soon as it starts (so an interrupt half-way still stops those started).
     """
     log_folder.mkdir(parents=True, exist_ok=True)
-    processes = {}
     for worker_type in worker_types:
         for number in range(1, per_type + 1):
             worker_id = f"run-{worker_type}-{number}"
@@ -78,38 +86,26 @@ def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int
             with (log_folder / f"{worker_id}.log").open("ab") as log_file:
                 processes[worker_id] = subprocess.Popen(
                     command, stdout=log_file, stderr=subprocess.STDOUT,
-                    env={**os.environ, "ELASTIC_SERVER": server_url}, preexec_fn=stop_with_parent)
-    return processes
+                    env={**os.environ, "ELASTIC_SERVER": server_url}, preexec_fn=prepare_worker_process)
 
 
-def stop_with_parent() -> None:
-    """In a child process: get SIGTERM when the parent dies, even by kill -9 (Linux only).
-
-    Without it, workers of a killed ``elastic run`` would poll a dead server forever.
-    """
+def prepare_worker_process() -> None:
+    """In a worker process, before it runs: Ctrl-C is left to the parent until the worker
+    has its own handler (so one arriving while it starts shows no traceback: the parent
+    stops it with SIGTERM), and SIGTERM comes when the parent dies, even by kill -9
+    (Linux only; without it, workers of a killed ``elastic run`` would poll a dead
+    server forever)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def stop_workers(processes: Sequence[subprocess.Popen[bytes]]) -> None:
-    """Ask workers to stop (SIGTERM: they hand back and unregister), then make sure."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=WORKER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int,
               llm_worker_type: str = "deepseek",
               on_progress: Callable[[list[Task]], None] = lambda tasks: None) -> BatchOutcome:
     """Serve, start workers, queue ``batch`` and wait until every task of it has ended (or
-    is held).
+    is held), or Ctrl-C: then everything stops and the outcome says ``interrupted``.
 
     Raises:
         ConfigError: ``llm_worker_type`` cannot run a task of the batch (before anything
@@ -124,17 +120,77 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     try:
         outcomes = orchestrator.store.submit_tasks(batch)
         ids = [outcome.task_id for outcome in outcomes]
-        processes = start_workers(orchestrator.url, worker_types, per_type=workers_per_type,
-                                  config=local, log_folder=config.resolve("logs"))
-        workers = wait_for_registration(orchestrator, processes, since=started_at)
-        refuse_work_nobody_here_can_run(orchestrator.store.list_tasks(task_ids=ids), workers)
-        tasks = wait_for_tasks(orchestrator, ids, on_progress=on_progress,
-                               processes=list(processes.values()))
+        try:
+            interrupted = work_until_ended(orchestrator, ids, worker_types, local,
+                                           per_type=workers_per_type, processes=processes,
+                                           since=started_at, on_progress=on_progress)
+        finally:
+            with ctrl_c_ignored():
+                stop_workers(orchestrator, processes)
+        tasks = orchestrator.store.list_tasks(task_ids=ids)
     finally:
-        stop_workers(list(processes.values()))
-        orchestrator.stop()
+        with ctrl_c_ignored():
+            orchestrator.stop()
     return BatchOutcome(tasks=tasks, results_files=orchestrator.results_files,
-                        already_known=sum(not outcome.created for outcome in outcomes))
+                        already_known=sum(not outcome.created for outcome in outcomes),
+                        interrupted=interrupted)
+
+
+def work_until_ended(orchestrator: Orchestrator, task_ids: Sequence[str],
+                     worker_types: Sequence[str], config: Config, *, per_type: int,
+                     processes: dict[str, subprocess.Popen[bytes]], since: float,
+                     on_progress: Callable[[list[Task]], None]) -> bool:
+    """Start the workers (into ``processes``) and wait until every task has ended.
+
+    Returns:
+        Whether Ctrl-C cut it short.
+    """
+    try:
+        start_workers(orchestrator.url, worker_types, per_type=per_type, config=config,
+                      log_folder=config.resolve("logs"), processes=processes)
+        workers = wait_for_registration(orchestrator, processes, since=since)
+        refuse_work_nobody_here_can_run(orchestrator.store.list_tasks(task_ids=task_ids),
+                                        workers)
+        wait_for_tasks(orchestrator, task_ids, on_progress=on_progress,
+                       processes=list(processes.values()))
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def ctrl_c_ignored() -> Iterator[None]:
+    """Let a second Ctrl-C not cut the (few seconds of) stopping short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def stop_workers(orchestrator: Orchestrator,
+                 processes: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """Ask the workers to stop (SIGTERM: they hand back and unregister), kill those still
+    running after ``WORKER_STOP_SECONDS``, and unregister every one of them here, so a
+    task held by a killed worker goes back to the queue too (not counted as a failure)."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + WORKER_STOP_SECONDS
+    for process in processes.values():
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for worker_id in processes:
+        try:
+            orchestrator.store.unregister_worker(worker_id)
+        except WorkerNotFound:
+            continue
 
 
 def wait_for_registration(orchestrator: Orchestrator,

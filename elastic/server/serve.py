@@ -186,10 +186,12 @@ class Orchestrator:
         if self.stopping.is_set():
             return
         self.stopping.set()
-        self.server.close()
+        self.store.changes.close()  # long polls answer now, with what there is
+        # Let the handler threads finish their answers before the sockets close under
+        # them; then close the listening socket and the kept-alive client connections
+        # (waitress closes only the first, the others would leak until garbage collection).
         self.server.task_dispatcher.shutdown(timeout=5)
-        # waitress closes only its listening socket; kept-alive client connections would
-        # stay open (and leak) until garbage collection. Close them too.
+        self.server.close()
         wasyncore.close_all(self.server._map)
         for thread in self.loops:
             if thread.is_alive() and thread is not threading.current_thread():

@@ -65,8 +65,8 @@ class LongPolls:
             return Answer(value)
         if not self._places.acquire(blocking=False):
             return Answer(value, retry_after_seconds=self.retry_after_seconds)
-        try:
-            while (remaining := deadline - time.monotonic()) > 0:
+        try:  # a closed notifier (the server stopping) ends every wait now
+            while (remaining := deadline - time.monotonic()) > 0 and not self.changes.is_closed:
                 self.changes.wait_for_change(seen, remaining)
                 seen = self.changes.version
                 value = read()

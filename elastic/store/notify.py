@@ -40,11 +40,25 @@ class Notifier:
         self.poll_seconds = poll_seconds
         self._condition = threading.Condition()
         self._version = 0
+        self._closed = False
 
     @property
     def version(self) -> int:
         """A number that grows on every change."""
         return self._version
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``close`` was called: waiting is over for good."""
+        return self._closed
+
+    def close(self) -> None:
+        """Wake every waiter and let none wait again (the server is stopping, or the store
+        closing); a subclass also lets go of what it holds."""
+        with self._condition:
+            self._closed = True
+            self._version += 1
+            self._condition.notify_all()
 
     def notify(self) -> None:
         """Wake every waiter."""
@@ -61,15 +75,12 @@ class Notifier:
         deadline = time.monotonic() + max(timeout_seconds, 0.0)
         with self._condition:
             remaining = deadline - time.monotonic()
-            if self._version == seen_version and remaining > 0:
+            if self._version == seen_version and remaining > 0 and not self._closed:
                 self._condition.wait(min(remaining, self._poll_period()))
             return self._version
 
     def _poll_period(self) -> float:
         return self.poll_seconds
-
-    def close(self) -> None:
-        """Let go of what the notifier holds (nothing here)."""
 
 
 class PostgresNotifier(Notifier):
@@ -121,7 +132,8 @@ class PostgresNotifier(Notifier):
             self._thread.start()
 
     def close(self) -> None:
-        """Stop listening and close the dedicated connection."""
+        """Wake the waiters, stop listening and close the dedicated connection."""
+        super().close()
         with self._start_lock:
             self._stopping.set()
             thread = self._thread

@@ -430,11 +430,13 @@ class Store:
 
         def transaction(conn: Connection) -> Worker:
             self._load_worker(conn, worker_id)
+            # Offline first (see lease_tasks): a lease racing this one is then either
+            # refused or committed before the tasks below are handed back.
+            conn.execute(update(workers).where(workers.c.worker_id == worker_id)
+                         .values(status=WorkerStatus.OFFLINE.value, last_heartbeat_at=now))
             for row in self._leases_of(conn, worker_id):
                 self._end_attempt(conn, row, AttemptEnd(AttemptOutcome.HANDED_BACK,
                                                         "worker unregistered"), now)
-            conn.execute(update(workers).where(workers.c.worker_id == worker_id)
-                         .values(status=WorkerStatus.OFFLINE.value, last_heartbeat_at=now))
             return self._load_worker(conn, worker_id)
 
         return self._write_transaction(transaction, notify=True)
@@ -480,11 +482,14 @@ class Store:
         now = self._now(now)
 
         def transaction(conn: Connection) -> list[Lease]:
+            # The worker's row first: an unregister racing this lease either comes first
+            # (no lease for an offline worker) or waits for it and hands its tasks back.
+            touched = conn.execute(update(workers).where(
+                workers.c.worker_id == worker_id, workers.c.status != WorkerStatus.OFFLINE.value,
+            ).values(last_heartbeat_at=now, status=WorkerStatus.ONLINE.value)).rowcount
             worker = self._load_worker(conn, worker_id)
-            if worker.status is WorkerStatus.OFFLINE:
+            if not touched:
                 raise WorkerNotFound(f"worker {worker_id!r} unregistered; register again")
-            conn.execute(update(workers).where(workers.c.worker_id == worker_id)
-                         .values(last_heartbeat_at=now, status=WorkerStatus.ONLINE.value))
             slots = min(limit, worker.capacity - worker.active_tasks)
             types = [t for t in worker.task_types if task_types is None or t in task_types]
             if slots <= 0 or not types:

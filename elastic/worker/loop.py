@@ -23,6 +23,7 @@ import collections
 import json
 import logging
 import random
+import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -49,7 +50,10 @@ log = logging.getLogger("elastic.worker")
 BUSY_HEARTBEAT_SECONDS = 0.5
 HISTORY_LENGTH = 100
 MAX_BACKOFF_SECONDS = 10.0
-STOPPING_DELIVERY_SECONDS = 10.0
+SIGNAL_CHECK_SECONDS = 0.2
+STOP_GRACE_SECONDS = 1.5  # a stopping worker waits this long for its tasks to hand back
+STOP_REQUEST_SECONDS = 1.0  # the unregister of a stopping worker waits no longer for an answer
+STOPPING_DELIVERY_SECONDS = STOP_GRACE_SECONDS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,6 +127,7 @@ class WorkerLoop:
         self.counts = collections.Counter[str]()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when a task leaves ``running``
         self._wake_heartbeat = threading.Event()
         secret = read_secret(settings.secret_path)
         if secret:
@@ -151,38 +156,76 @@ class WorkerLoop:
                  self.settings.worker_type, self.settings.capacity)
 
     def run(self) -> None:
-        """Work until ``stopping`` is set, then hand back what is unfinished and unregister."""
+        """Work until ``stopping`` is set, then hand back what is unfinished and unregister.
+
+        Stopping waits at most ``STOP_GRACE_SECONDS`` for running tasks to hand
+        themselves back (and results being delivered to arrive), and never for a long
+        poll: slot threads are daemons, and a task leased to this worker in the race with
+        the stop goes back to the queue with the unregister (not counted as a failure).
+        """
         self._register_until_done()
+        if not self.stopping.is_set():
+            self._work_until_stopped()
+        self._unregister()
+
+    def _work_until_stopped(self) -> None:
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
         threads += [threading.Thread(target=self._slot_loop, name=f"slot-{n}", daemon=True)
                     for n in range(self.settings.capacity)]
         for thread in threads:
             thread.start()
-        self.stopping.wait()
-        self._cancel_running()
-        for thread in threads[1:]:
-            thread.join()
-        self._unregister()
+        # Timed waits: a signal the kernel delivered to another thread runs its Python
+        # handler only once this main thread wakes up (an untimed wait may never).
+        while not self.stopping.wait(SIGNAL_CHECK_SECONDS):
+            continue
+        self._hand_back_running()
 
     def stop(self) -> None:
         """Ask the worker to stop: running tasks are handed back, not lost."""
         self.stopping.set()
         self.wake_heartbeat()
 
+    def stop_on_signals(self) -> None:
+        """Stop on Ctrl-C (SIGINT) or SIGTERM; call from the main thread.
+
+        The first signal swaps both handlers for a no-op before ``stop`` takes any
+        lock: a second signal arriving meanwhile (Ctrl-C reaches a worker of
+        ``elastic run`` and its parent's SIGTERM follows) would otherwise run the
+        handler again inside the first and deadlock on the lock the first holds.
+        """
+        def ignore(_signum: int, _frame: object) -> None:
+            """Already stopping."""
+
+        def handler(_signum: int, _frame: object) -> None:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, ignore)
+            self.stop()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, handler)
+
     def wake_heartbeat(self) -> None:
         """Send a heartbeat now (the busy/idle state or the provider's health changed)."""
         self._wake_heartbeat.set()
 
-    def _cancel_running(self) -> None:
-        with self._lock:
+    def _hand_back_running(self) -> None:
+        """Stop every running task (each hands itself back) and wait a little for them and
+        for the results being delivered."""
+        with self._idle:
+            log.info("stopping: handing back %d running task(s) and unregistering",
+                     len(self.running))
             for running in self.running.values():
                 if not running.delivering:
                     running.handing_back = True
                     running.context.cancelled.set()
+            if not self._idle.wait_for(lambda: not self.running, timeout=STOP_GRACE_SECONDS):
+                log.warning("%d task(s) still stopping after %.1f s: the unregister hands "
+                            "them back", len(self.running), STOP_GRACE_SECONDS)
 
     def _unregister(self) -> None:
         try:
-            self.transport.post(worker_path(self.settings.worker_id, "unregister"))
+            self.transport.post(worker_path(self.settings.worker_id, "unregister"),
+                                timeout_seconds=STOP_REQUEST_SECONDS)
         except ElasticError as exc:
             log.warning("could not unregister: %s", exc)
 
@@ -227,6 +270,9 @@ class WorkerLoop:
             if answer.get("retry_after"):  # the server could not hold the poll: it is busy
                 self.stopping.wait(float(answer["retry_after"]) * (1 + random.random() / 2))
             return False
+        if self.stopping.is_set():  # leased in the race with a stop: give it straight back
+            self._release(payload["task_id"], payload["lease_token"])
+            return True
         self.execute_and_report(payload)
         return True
 
@@ -260,8 +306,9 @@ class WorkerLoop:
             self._record_history(running, result)
             self._deliver_result(running, result)
         finally:
-            with self._lock:
+            with self._idle:
                 self.running.pop(running.task_id, None)
+                self._idle.notify_all()
             self.wake_heartbeat()
 
     def _start(self, payload: Mapping[str, Any]) -> RunningTask:
@@ -308,13 +355,19 @@ class WorkerLoop:
         if not running.handing_back:
             log.info("task %s was cancelled or re-leased; dropped", running.task_id)
             return
+        self._release(running.task_id, running.lease_token)
+
+    def _release(self, task_id: str, lease_token: int) -> None:
+        """Hand a leased task back unfinished (requeued, not counted as a failure)."""
         try:
-            self.transport.post(task_path(running.task_id, "release"), {
-                "worker_id": self.settings.worker_id, "lease_token": running.lease_token})
-            log.info("handed back %s", running.task_id)
+            self.transport.post(task_path(task_id, "release"), {
+                "worker_id": self.settings.worker_id, "lease_token": lease_token})
+            log.info("handed back %s", task_id)
+        except Conflict as exc:  # cancelled, or already back in the queue (unregistered)
+            log.info("%s needs no handing back: %s", task_id, exc.message)
         except ElasticError as exc:
             log.warning("could not hand back %s (no longer listed in heartbeats, it goes back "
-                        "to the queue shortly): %s", running.task_id, exc)
+                        "to the queue shortly): %s", task_id, exc)
 
     def _save_checkpoint(self, running: RunningTask, state: dict[str, Any]) -> None:
         try:
