@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -113,7 +114,20 @@ def _age(timestamp: str | None) -> str:
 def _provider_cell(provider: Mapping[str, Any] | None) -> str:
     if not provider:
         return "-"
-    return ", ".join(f"{key}={value}" for key, value in provider.items() if value is not None)
+    shown = ", ".join(f"{key}={value}" for key, value in provider.items()
+                      if value is not None and key != "breaker")
+    down = _backend_down(provider)
+    return f"[red]{escape(down)}[/red]; {shown}" if down else shown
+
+
+def _backend_down(provider: Mapping[str, Any]) -> str | None:
+    """``ollama down since 14:03:07: <error>`` while the worker's breaker is open, else None."""
+    breaker = provider.get("breaker") or {}
+    if breaker.get("state", "closed") == "closed":
+        return None
+    since = breaker.get("since")
+    local = datetime.fromisoformat(since).astimezone().strftime("%H:%M:%S") if since else "?"
+    return f"{provider.get('provider', 'the LLM backend')} down since {local}: {breaker.get('error')}"
 
 
 def _tasks_table(counts: Mapping[str, int]) -> Table:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -455,3 +457,40 @@ def test_a_paused_provider_sends_llm_tasks_elsewhere_and_its_worker_keeps_other_
     assert {s["assigned_to"] for s in other.values()} == {deepseek_id}
     assert len(groq.requests) == 1 and ollama.requests == []
     assert provider_budgets(server.url)["ollama"]["cooldown_until"] is not None
+
+
+def test_a_worker_whose_ollama_is_down_leases_no_llm_task_and_takes_them_again_once_it_is_back(
+        start_server: Starter, start_worker: WorkerStarter, groq: TimedGroqStandIn,
+        project_folder: Path) -> None:
+    (project_folder / "elastic.toml").write_text(
+        FAST_CONFIG + "\n[providers.ollama]\nbreaker_probe_seconds = 0.2\n")
+    port = free_port()  # nothing listens there: this worker's Ollama is down
+    server = start_server()
+    deepseek_id = "deepseek-down"
+    start_worker(server.url, worker_type="deepseek", worker_id=deepseek_id,
+                 env={"OLLAMA_HOST": f"http://127.0.0.1:{port}"})
+    groq_id = start_llm_worker(start_worker, server, "groq", groq)
+    wait_until(lambda: worker_info(server.url, deepseek_id).get("breaker", {}).get("state")
+               == "open", timeout=20, message="the deepseek worker to report Ollama down")
+
+    llm = submit(server.url, [agent_action(f"llm-{n}") for n in range(3)])
+    evolution = submit(server.url, [{"task_id": "mutation", "type": "evolution_mutation",
+                                     "data": {"genome": {"a": 0.5}, "mutation_rate": 0.5}}])
+    ended = wait_for_status(server.url, [*llm, *evolution], "completed", timeout=30)
+
+    assert {ended[tid]["assigned_to"] for tid in llm} == {groq_id}
+    assert all(len(status["history"]) == 1 for status in ended.values())
+    assert ended["mutation"]["assigned_to"] == deepseek_id  # other work goes on
+    breaker = worker_info(server.url, deepseek_id)["breaker"]
+    assert breaker["state"] == "open" and f"127.0.0.1:{port}" in breaker["error"], breaker
+    shown = subprocess.run([sys.executable, "-m", "elastic", "status", "--server", server.url],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "COLUMNS": "200"})
+    [row] = [line for line in shown.stdout.splitlines() if deepseek_id in line]
+    assert "ollama down since" in row, shown.stdout
+
+    with OllamaStandIn().serving(port=port):
+        [back] = submit(server.url, [agent_action("llm-back", model=MODELS["deepseek"])])
+        [status] = wait_for_status(server.url, [back], "completed", timeout=20).values()
+    assert status["assigned_to"] == deepseek_id and len(status["history"]) == 1
+    assert worker_info(server.url, deepseek_id)["breaker"] == {"state": "closed"}

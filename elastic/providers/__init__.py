@@ -42,7 +42,8 @@ def open_provider(name: str, settings: Mapping[str, Any] | None = None) -> Provi
     ``settings`` may hold ``model`` (the default model), ``temperature``,
     ``max_tokens``, ``timeout_seconds``, ``base_url`` (instead of the provider's
     environment variable), ``models`` (the model names the worker offers; default: the
-    default model and its aliases) and ``limits`` (see ``ProviderLimiter.from_settings``).
+    default model and its aliases), ``limits`` (see ``ProviderLimiter.from_settings``),
+    ``breaker_failures`` and ``breaker_probe_seconds`` (see ``breaker.CircuitBreaker``).
 
     Raises:
         UnknownProvider: naming the known providers.
@@ -96,6 +97,10 @@ SETTING_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "limits": (lambda v: isinstance(v, Mapping), "a table of limits"),
     "models": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(m, str) and m for m in v),
                "a non-empty list of model names this worker offers"),
+    "breaker_failures": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                         "an integer >= 1 (unavailable errors in a row that stop LLM leasing)"),
+    "breaker_probe_seconds": (lambda v: _is_number(v) and v > 0,
+                              "a number of seconds > 0 (the first health check's wait)"),
 }
 
 __all__ = [

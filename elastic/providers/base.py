@@ -1,10 +1,12 @@
 """The provider protocol: one chat call to one LLM service, and the retry policy around it.
 
 An adapter (``ollama.py``, ``groq.py``, ``gemini.py``) builds one SDK call from a
-``ChatRequest`` and turns that SDK's exceptions into the four ``ProviderError``s
-below; nothing else. Whether and when to try again is decided here, once, by the
-pure function ``next_delay``, and applied by ``complete_with_retries``. SDK-internal
-retries are switched off in every adapter so that this is the only retry policy.
+``ChatRequest`` and turns that SDK's exceptions into the ``ProviderError``s below
+(``Unreachable`` when no answer came at all); nothing else. Whether and when to try
+again is decided here, once, by the pure function ``next_delay``, and applied by
+``complete_with_retries``; whether the backend is up, by the circuit breaker
+(``breaker.py``) that ``complete_once`` keeps informed. SDK-internal retries are
+switched off in every adapter so that this is the only retry policy.
 
 API keys come from the environment only. They never appear in an error message, a
 log line or a result: adapters pass every provider message through ``redact``.
@@ -25,6 +27,11 @@ from typing import Any, ClassVar, Protocol
 
 from elastic import tasks
 from elastic.errors import ElasticError
+from elastic.providers.breaker import (
+    DEFAULT_FAILURE_THRESHOLD,
+    DEFAULT_PROBE_SECONDS,
+    CircuitBreaker,
+)
 from elastic.providers.limits import ProviderLimiter
 from elastic.worker_types import install_hint
 
@@ -32,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_TIMEOUT_SECONDS = 120.0
+PROBE_TIMEOUT_SECONDS = 10.0  # a health probe answers fast or the backend counts as down
 DEFAULT_RETRY_AFTER_SECONDS = 5.0
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 30.0
@@ -88,6 +96,19 @@ class Unavailable(ProviderError):
     """The provider timed out, failed (5xx) or could not be reached; worth trying again."""
 
 
+class Unreachable(Unavailable):
+    """The provider could not be reached or did not answer in time (nothing listens, the
+    network is down, a timeout): what the circuit breaker counts (an error answer, even
+    a 5xx, shows the backend is up)."""
+
+
+class BackendDown(Unavailable):
+    """The provider's backend is down (its circuit breaker is open): the task goes back to
+    the queue, not counted as a failed attempt, for a worker whose backend answers."""
+
+    hand_back = True
+
+
 class Rejected(ProviderError):
     """The provider refused the request (bad key, unknown model, bad request); do not retry."""
 
@@ -122,8 +143,10 @@ class Provider(Protocol):
 
     ``complete`` makes exactly one call (no retries) and raises only ``ProviderError``s:
     ``RateLimited``, ``QuotaExhausted``, ``Unavailable`` or ``Rejected``. The adapters
-    also carry a ``limiter`` (their request and token budget, see ``limits.py``), which
-    ``complete_with_retries`` keeps up to date when a provider has one, and ``status()``.
+    also carry a ``limiter`` (their request and token budget, see ``limits.py``) and a
+    ``breaker`` (whether their backend is up, see ``breaker.py``), which
+    ``complete_with_retries`` keeps up to date when a provider has them, ``status()``
+    and ``health_problem()``.
     """
 
     name: str
@@ -152,14 +175,19 @@ class SdkProvider:
                  max_tokens: int | None = None,
                  timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
                  base_url: str | None = None, limiter: ProviderLimiter | None = None,
-                 models: list[str] | None = None) -> None:
+                 models: list[str] | None = None,
+                 breaker_failures: int = DEFAULT_FAILURE_THRESHOLD,
+                 breaker_probe_seconds: float = DEFAULT_PROBE_SECONDS) -> None:
         self.default_model = model or self.DEFAULT_MODEL
         self.models = list(models) if models else [self.default_model, *self.MODEL_ALIASES]
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.timeout_seconds = timeout_seconds
+        self.probe_timeout_seconds = min(timeout_seconds, PROBE_TIMEOUT_SECONDS)
         self.base_url = base_url
         self.limiter = limiter if limiter is not None else ProviderLimiter()
+        self.breaker = CircuitBreaker(self.name, failure_threshold=breaker_failures,
+                                      probe_seconds=breaker_probe_seconds)
 
     def complete(self, request: ChatRequest) -> Completion:
         """Send ``request`` once, with the provider's defaults for what it leaves unset."""
@@ -178,10 +206,28 @@ class SdkProvider:
         """Make the one SDK call for a request whose model is set."""
         raise NotImplementedError
 
+    def probe(self) -> None:
+        """Make the backend's cheapest call (its list of models), raising what ``send``
+        would; each adapter implements it."""
+        raise NotImplementedError
+
+    def health_problem(self) -> str | None:
+        """Why the backend does not answer its health probe, or None when it does (an
+        answer with an error, such as a refused key, shows that it is up)."""
+        try:
+            self.probe()
+        except Unreachable as error:
+            return error.message
+        except ProviderError:
+            return None
+        return None
+
     def status(self, now: float | None = None) -> dict[str, Any]:
-        """JSON-ready state for heartbeats: the provider, its default model, its budget."""
+        """JSON-ready state for heartbeats: the provider, its default model, its budget
+        and whether its backend is up (``breaker``)."""
         snapshot = self.limiter.snapshot(time.time() if now is None else now)
-        return {"provider": self.name, "default_model": self.default_model, **snapshot}
+        return {"provider": self.name, "default_model": self.default_model, **snapshot,
+                "breaker": self.breaker.snapshot()}
 
 
 def next_delay(error: ProviderError, attempt: int, *,
@@ -189,13 +235,15 @@ def next_delay(error: ProviderError, attempt: int, *,
     """Seconds to wait before trying again after ``error`` ended attempt ``attempt`` (1-based),
     or None to give up.
 
-    Gives up on ``Rejected`` and ``QuotaExhausted`` at once, after ``max_attempts``
+    Gives up on ``Rejected``, ``QuotaExhausted`` and errors that hand the task back
+    (``BackendDown``) at once, after ``max_attempts``
     attempts, and when a rate limit asks for more than ``MAX_RATE_LIMIT_WAIT_SECONDS``
     (better to hand the task back than to hold it). ``RateLimited`` waits what the
     provider asked; anything else backs off exponentially from
     ``BACKOFF_BASE_SECONDS``, capped at ``BACKOFF_CAP_SECONDS``.
     """
-    if not error.retryable or isinstance(error, QuotaExhausted) or attempt >= max_attempts:
+    if (not error.retryable or error.hand_back or isinstance(error, QuotaExhausted)
+            or attempt >= max_attempts):
         return None
     if isinstance(error, RateLimited):
         wait = error.retry_after_seconds
@@ -236,13 +284,22 @@ def complete_with_retries(provider: Provider, request: ChatRequest, *,
 
 def complete_once(provider: Provider, request: ChatRequest, *,
                   clock: Callable[[], float] = time.time) -> Completion:
-    """One ``provider.complete`` call, accounted in the provider's limiter if it has one."""
+    """One ``provider.complete`` call, accounted in the provider's limiter and breaker
+    when it has them.
+
+    Raises:
+        BackendDown: the breaker is open, or this call's ``Unreachable`` opened it.
+        ProviderError: the provider's error.
+    """
+    breaker: CircuitBreaker | None = getattr(provider, "breaker", None)
+    if breaker is not None and not breaker.is_closed:
+        raise BackendDown(breaker.down_message())
     limiter: ProviderLimiter | None = getattr(provider, "limiter", None)
     if limiter is None:
-        return provider.complete(request)
+        return send_watched(provider, request, breaker)
     reservation = limiter.reserve(estimate_request_tokens(request), clock())
     try:
-        completion = provider.complete(request)
+        completion = send_watched(provider, request, breaker)
     except ProviderError as error:
         limiter.settle(reservation, 0, clock())
         pause_end = cooldown_end(error, clock())
@@ -250,6 +307,26 @@ def complete_once(provider: Provider, request: ChatRequest, *,
             limiter.pause_until(pause_end)
         raise
     limiter.settle(reservation, completion.tokens_used, clock())
+    return completion
+
+
+def send_watched(provider: Provider, request: ChatRequest,
+                 breaker: CircuitBreaker | None) -> Completion:
+    """``provider.complete(request)``, its outcome told to ``breaker`` (when there is one):
+    ``Unreachable`` is a failure, any answer (an error answer too) a success."""
+    if breaker is None:
+        return provider.complete(request)
+    try:
+        completion = provider.complete(request)
+    except Unreachable as error:
+        breaker.record_failure(error.message)
+        if breaker.is_closed:
+            raise
+        raise BackendDown(breaker.down_message()) from error
+    except ProviderError:
+        breaker.record_success()
+        raise
+    breaker.record_success()
     return completion
 
 

@@ -32,7 +32,7 @@ from elastic.providers.base import (
     RateLimited,
     Rejected,
     SdkProvider,
-    Unavailable,
+    Unreachable,
     error_for_status,
     import_sdk,
     read_api_key,
@@ -89,11 +89,20 @@ class GeminiProvider(SdkProvider):
         return Completion(text=response.text, tokens_used=tokens,
                           model=response.model_version or str(request.model))
 
+    def probe(self) -> None:
+        """``GET /v1beta/models``: the first page of the models the key may use."""
+        config = {"page_size": 1,
+                  "http_options": {"timeout": round(self.probe_timeout_seconds * 1000)}}
+        try:
+            self.client.models.list(config=config)
+        except (self.errors.APIError, *transport_errors()) as error:
+            raise self.translate(error) from None
+
     def translate(self, error: Exception) -> ProviderError:
         """The ``ProviderError`` for an ``APIError`` or a transport failure."""
         if not isinstance(error, self.errors.APIError):
             where = self.base_url or "generativelanguage.googleapis.com"
-            return Unavailable(f"gemini: cannot reach {where}: {type(error).__name__}: {error}")
+            return Unreachable(f"gemini: cannot reach {where}: {type(error).__name__}: {error}")
         status = error.code or 500
         body = error.details if isinstance(error.details, dict) else {}
         detail = redact(error.message or error.status or "no message", self._api_key)

@@ -24,6 +24,7 @@ from elastic.providers.base import (
     Rejected,
     SdkProvider,
     Unavailable,
+    Unreachable,
     error_for_status,
     import_sdk,
     parse_retry_after,
@@ -65,13 +66,20 @@ class GroqProvider(SdkProvider):
         return Completion(text=response.choices[0].message.content or "", tokens_used=tokens,
                           model=response.model or str(request.model))
 
+    def probe(self) -> None:
+        """``GET /openai/v1/models``: the models the key may use."""
+        try:
+            self.client.with_options(timeout=self.probe_timeout_seconds).models.list()
+        except self.sdk.GroqError as error:
+            raise self.translate(error) from None
+
     def translate(self, error: Exception) -> ProviderError:
         """The ``ProviderError`` for a ``groq.GroqError``."""
         if isinstance(error, self.sdk.APIStatusError):
             return self.translate_status(error)
         if isinstance(error, self.sdk.APIConnectionError):
             where = self.base_url or "api.groq.com"
-            return Unavailable(f"groq: {type(error).__name__}: {error.message} ({where})")
+            return Unreachable(f"groq: {type(error).__name__}: {error.message} ({where})")
         return Unavailable(redact(f"groq: {type(error).__name__}: {error}", self._api_key))
 
     def translate_status(self, error: Any) -> ProviderError:

@@ -20,7 +20,7 @@ from elastic.providers.base import (
     Completion,
     ProviderError,
     SdkProvider,
-    Unavailable,
+    Unreachable,
     error_for_status,
     import_sdk,
     redact,
@@ -43,6 +43,7 @@ class OllamaProvider(SdkProvider):
         self.host = self.base_url or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
         self.key_id = key_fingerprint(os.environ.get("OLLAMA_API_KEY"))
         self.client = self.sdk.Client(host=self.host, timeout=self.timeout_seconds)
+        self.probe_client = self.sdk.Client(host=self.host, timeout=self.probe_timeout_seconds)
 
     def send(self, request: ChatRequest) -> Completion:
         """One non-streaming ``/api/chat`` call."""
@@ -50,13 +51,21 @@ class OllamaProvider(SdkProvider):
             response = self.client.chat(model=request.model, messages=request.messages,
                                         options=chat_options(request), stream=False)
         except Exception as error:
-            translated = self.translate(error)
-            if translated is None:
-                raise
-            raise translated from None
+            raise self.translated(error) from None
         tokens = (response.prompt_eval_count or 0) + (response.eval_count or 0)
         return Completion(text=response.message.content or "", tokens_used=tokens,
                           model=response.model or str(request.model))
+
+    def probe(self) -> None:
+        """``GET /api/tags``: the models this Ollama has pulled."""
+        try:
+            self.probe_client.list()
+        except Exception as error:
+            raise self.translated(error) from None
+
+    def translated(self, error: Exception) -> Exception:
+        """The ``ProviderError`` for an SDK exception, or ``error`` itself if not the SDK's."""
+        return self.translate(error) or error
 
     def translate(self, error: Exception) -> ProviderError | None:
         """The ``ProviderError`` for an SDK exception, or None for one that is not the SDK's."""
@@ -65,7 +74,7 @@ class OllamaProvider(SdkProvider):
             detail = redact(error.error, os.environ.get("OLLAMA_API_KEY"))
             return error_for_status(status, f"ollama: {detail} (HTTP {error.status_code})")
         if isinstance(error, (ConnectionError, *transport_errors())):
-            return Unavailable(f"ollama: cannot reach {self.host}: "
+            return Unreachable(f"ollama: cannot reach {self.host}: "
                                f"{type(error).__name__}: {error}")
         return None
 

@@ -163,6 +163,7 @@ class WorkerLoop:
         poll: slot threads are daemons, and a task leased to this worker in the race with
         the stop goes back to the queue with the unregister (not counted as a failure).
         """
+        self._check_backend()
         self._register_until_done()
         if not self.stopping.is_set():
             self._work_until_stopped()
@@ -259,8 +260,9 @@ class WorkerLoop:
 
     def run_once(self, *, wait_seconds: float = 0.0) -> bool:
         """Lease one task, run it and report its result; False when there was none."""
-        params: dict[str, Any] = {"wait": wait_seconds}
         allowance = self._token_allowance()
+        wait_seconds = self._poll_seconds(wait_seconds)
+        params: dict[str, Any] = {"wait": wait_seconds}
         if allowance is not None:
             params["max_tokens"] = allowance
         answer = self.transport.get(worker_path(self.settings.worker_id, "tasks"), params=params,
@@ -279,11 +281,29 @@ class WorkerLoop:
     def _token_allowance(self) -> int | None:
         """What the provider's budget lets this worker take now (None: anything).
 
-        A provider cooling down or out of budget gets 0, so the orchestrator hands
-        this worker only tasks that need no LLM and LLM tasks flow to other workers.
+        A provider cooling down, out of budget or whose backend is down (its breaker
+        open; a due health check runs first) gets 0, so the orchestrator hands this
+        worker only tasks that need no LLM and LLM tasks flow to other workers.
         """
+        breaker = getattr(self.provider, "breaker", None)
+        if breaker is not None and not breaker.is_ready(self.provider.health_problem):
+            return 0
         limiter = getattr(self.provider, "limiter", None)
         return None if limiter is None else limiter.token_allowance(time.time())
+
+    def _poll_seconds(self, wait_seconds: float) -> float:
+        """The long poll's wait, cut short when the backend's next health check is due."""
+        breaker = getattr(self.provider, "breaker", None)
+        due = None if breaker is None else breaker.seconds_until_probe()
+        return wait_seconds if due is None else min(wait_seconds, due)
+
+    def _check_backend(self) -> None:
+        """Check the provider's backend at start: if it does not answer, say so and lease
+        no LLM task until it does (the breaker opens and logs why)."""
+        breaker = getattr(self.provider, "breaker", None)
+        if breaker is not None:
+            breaker.on_change = self.wake_heartbeat
+            breaker.check(self.provider.health_problem)
 
     def execute_and_report(self, payload: Mapping[str, Any]) -> None:
         """Run one leased task and deliver its result (or hand it back when stopping)."""

@@ -21,8 +21,10 @@ class GeminiStandIn(StandIn):
 
     def add_routes(self, app: bottle.Bottle) -> None:
         """``POST /v1beta/models/<model>:generateContent`` (the colon is not a bottle wildcard
-        here: the whole last segment is taken and split)."""
+        here: the whole last segment is taken and split) and ``GET /v1beta/models``."""
         app.route("/<version>/models/<target>", method="POST", callback=self._route)
+        app.route("/<version>/models", method="GET",  # the health check of a worker
+                  callback=lambda version: {"models": [{"name": "models/gemini-2.0-flash"}]})
 
     def _route(self, version: str, target: str) -> Any:
         """Answer ``<model>:generateContent``; anything else is a 404."""

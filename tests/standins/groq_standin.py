@@ -16,8 +16,12 @@ class GroqStandIn(StandIn):
     errors as ``{"error": {"message", "type", "code"}}``."""
 
     def add_routes(self, app: bottle.Bottle) -> None:
-        """``POST /openai/v1/chat/completions``."""
+        """``POST /openai/v1/chat/completions`` and ``GET /openai/v1/models`` (the health
+        check of a worker)."""
         app.route("/openai/v1/chat/completions", method="POST", callback=self.answer)
+        app.route("/openai/v1/models", method="GET", callback=lambda: {
+            "object": "list", "data": [{"id": DEFAULT_MODEL, "object": "model",
+                                        "created": 1_735_689_600, "owned_by": "Meta"}]})
 
     def render_reply(self, reply: ReplyText, request_json: Any, route_model: str | None) -> Any:
         """An OpenAI-style ``chat.completion`` object."""

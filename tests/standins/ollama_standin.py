@@ -16,9 +16,12 @@ class OllamaStandIn(StandIn):
     ``eval_count``; errors as ``{"error": "..."}``."""
 
     def add_routes(self, app: bottle.Bottle) -> None:
-        """``POST /api/chat`` and ``GET /api/version``."""
+        """``POST /api/chat``, ``GET /api/version`` and ``GET /api/tags`` (the health check
+        of a worker)."""
         app.route("/api/chat", method="POST", callback=self.answer)
         app.route("/api/version", method="GET", callback=lambda: {"version": "0.6.0"})
+        app.route("/api/tags", method="GET", callback=lambda: {"models": [
+            {"name": DEFAULT_MODEL, "model": DEFAULT_MODEL, "size": 1}]})
 
     def render_reply(self, reply: ReplyText, request_json: Any, route_model: str | None) -> Any:
         """Ollama's final (``done``) chat object."""

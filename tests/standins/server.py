@@ -39,9 +39,10 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 
 
 @contextlib.contextmanager
-def serve_app(app: Callable[..., Any]) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port while the block runs; yields the base URL."""
-    server = make_server("127.0.0.1", 0, app, server_class=_ThreadingWSGIServer,
+def serve_app(app: Callable[..., Any], *, port: int = 0) -> Iterator[str]:
+    """Serve ``app`` on loopback (a free port, or ``port``) while the block runs; yields
+    the base URL."""
+    server = make_server("127.0.0.1", port, app, server_class=_ThreadingWSGIServer,
                          handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name="standin-server", daemon=True)
@@ -158,9 +159,10 @@ class StandIn:
             return sum(1 for arrived in self._arrivals if arrived > now - MINUTE_SECONDS)
 
     @contextlib.contextmanager
-    def serving(self) -> Iterator[StandIn]:
-        """Serve this stand-in on loopback while the block runs (sets ``base_url``)."""
-        with serve_app(self.app) as base_url:
+    def serving(self, *, port: int = 0) -> Iterator[StandIn]:
+        """Serve this stand-in on loopback (a free port, or ``port``: a backend coming
+        back where it was) while the block runs (sets ``base_url``)."""
+        with serve_app(self.app, port=port) as base_url:
             self.base_url = base_url
             try:
                 yield self
