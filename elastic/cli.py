@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import click
@@ -27,11 +27,13 @@ from rich.live import Live
 
 from elastic import __version__, config, console, taskfiles
 from elastic.errors import ConfigError, ElasticError
-from elastic.tasks import NewTask, TaskStatus
+from elastic.tasks import NewTask, Requirement, TaskStatus
+
+if TYPE_CHECKING:
+    from elastic.batch import BatchState
 from elastic.transport import task_path, task_status_path
 from elastic.worker_types import LLM_WORKER_TYPES, WORKER_TYPES
 
-STATUS_IDS_PER_REQUEST = 100
 RECENT_FAILURES = 10
 INTERRUPTED_EXIT_CODE = 130  # what shells report for a program stopped by Ctrl-C
 
@@ -235,20 +237,20 @@ def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
 
     settings = load_config(config_path, server_url=server_url)
     transport = Transport(settings.server_url, token=settings.token)
+    batch = read_task_files(files)
     by_source: dict[str | None, list[NewTask]] = {}
-    for task in read_task_files(files):
+    for task in batch:
         by_source.setdefault(task.source, []).append(task)
     answers = [transport.post("/api/tasks/submit", {
         "source": source, "tasks": [_task_body(task) for task in tasks]})
         for source, tasks in by_source.items()]
     stdout.print(f"submitted {sum(a['created'] for a in answers)} task(s), "
                  f"{sum(a['duplicates'] for a in answers)} already known")
-    task_ids = [task_id for answer in answers for task_id in answer["task_ids"]]
     if not wait:
         return
-    ended = _wait_with_progress(transport, task_ids)
-    _print_held(ended)
-    if any(task["status"] != "completed" for task in ended):
+    state = _wait_with_progress(transport, batch, settings)
+    _print_held(list(state.tasks.values()))
+    if not state.all_completed:
         sys.exit(1)
 
 
@@ -266,27 +268,30 @@ def _print_held(tasks: list[dict[str, Any]]) -> None:
                          highlight=False, soft_wrap=True)
 
 
-def _wait_with_progress(transport: Any, task_ids: list[str]) -> list[dict[str, Any]]:
-    """Show a progress bar until every task ended or is held; their last summaries.
+def _wait_with_progress(transport: Any, tasks: list[NewTask],
+                        settings: config.Config) -> BatchState:
+    """Show a progress bar until every task ended, is held or was given up on (the reasons
+    said); the last state read.
 
-    Each round long-polls one open task (the wake-up) and then reads the open tasks
-    in lists of ``STATUS_IDS_PER_REQUEST``, not one request per task.
+    Ctrl-C stops waiting (exit 130); the tasks stay queued.
     """
-    statuses: dict[str, dict[str, Any]] = {}
-    with console.batch_progress() as progress:
-        bar = progress.add_task("tasks", total=len(task_ids), detail="")
-        while True:
-            open_ids = [tid for tid in task_ids if statuses.get(tid, {}).get("finished_at") is None]
-            if not open_ids:
-                return [statuses[task_id] for task_id in task_ids]
-            transport.get(task_status_path(open_ids[0]), params={"wait": 1})
-            for start in range(0, len(open_ids), STATUS_IDS_PER_REQUEST):
-                chunk = open_ids[start:start + STATUS_IDS_PER_REQUEST]
-                answer = transport.get("/api/tasks", params={"id": chunk, "limit": len(chunk)})
-                statuses.update({task["task_id"]: task for task in answer["tasks"]})
-            done = sum(s["finished_at"] is not None for s in statuses.values())
-            progress.update(bar, completed=done,
-                            detail=console.count_words(s["status"] for s in statuses.values()))
+    from elastic.batch import follow_batch
+
+    requirements = {task.task_id: Requirement.of(task.type, task.data) for task in tasks}
+    try:
+        with console.batch_progress() as progress:
+            bar = progress.add_task("tasks", total=len(requirements), detail="")
+            state = follow_batch(transport, requirements,
+                                 grace_seconds=settings.unservable_grace_seconds,
+                                 on_round=console.BatchWaitView(progress, bar, stderr))
+    except KeyboardInterrupt:
+        stderr.print("stopped waiting; the tasks stay queued (elastic status shows them)")
+        sys.exit(INTERRUPTED_EXIT_CODE)
+    for reason, task_ids in state.given_up_reasons():
+        stderr.print(f"error: {len(task_ids)} task(s) cannot run ({console.first_few(task_ids)})"
+                     f": {reason}; still queued: start a worker that can run them, or cancel "
+                     "them", highlight=False, markup=False, soft_wrap=True)
+    return state
 
 
 @main.command()

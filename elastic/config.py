@@ -73,6 +73,7 @@ class Config:
     max_worker_deaths: int = 3
     retry_backoff_seconds: float = 2.0
     retry_backoff_max_seconds: float = 60.0
+    unservable_grace_seconds: float = 30.0
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str = str(DEFAULT_CONFIG_PATH)
 
@@ -189,6 +190,7 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "max_worker_deaths": _whole(1),
     "retry_backoff_seconds": _seconds(0.0),
     "retry_backoff_max_seconds": _seconds(0.0),
+    "unservable_grace_seconds": _seconds(0.0),
     "providers": ("tables [providers.<name>]", _providers),
 }
 

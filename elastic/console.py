@@ -6,12 +6,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from elastic import seed004
+from elastic.batch import MAX_RETRY_SECONDS, BatchState
 from elastic.tasks import Task, TaskStatus
 
 STATUS_STYLES = {"completed": "green", "failed": "red", "cancelled": "yellow",
@@ -32,6 +40,12 @@ def batch_progress() -> Progress:
                     TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
 
 
+def first_few(items: Sequence[str], shown: int = 5) -> str:
+    """``a, b, c`` or ``a, b, c, d, e and 7 more``."""
+    listed = ", ".join(items[:shown])
+    return listed if len(items) <= shown else f"{listed} and {len(items) - shown} more"
+
+
 def count_words(statuses: Iterable[str]) -> str:
     """``3 completed, 1 failed`` for the progress bar's detail column."""
     counts: dict[str, int] = {}
@@ -44,6 +58,30 @@ def held_line(task_id: str, reason: str | None, error: str | None) -> str:
     """One line saying a task is held, why, and how to let it run again."""
     return (f"{task_id} held ({reason}): {error or 'no error recorded'}; fix the cause, "
             f"then `elastic release {task_id}` to run it again")
+
+
+class BatchWaitView:
+    """``elastic submit --wait``'s display of a followed batch (an ``on_round`` callback):
+    the progress bar with the status counts and the tasks no worker can run yet, and a
+    line on ``messages`` when the orchestrator goes away and when it is back."""
+
+    def __init__(self, progress: Progress, bar: TaskID, messages: Console) -> None:
+        self.progress, self.bar, self.messages = progress, bar, messages
+        self.was_unreachable = False
+
+    def __call__(self, state: BatchState) -> None:
+        """Show ``state``."""
+        if state.unreachable and not self.was_unreachable:
+            self.messages.print(f"{escape(state.unreachable)}; retrying (every "
+                                f"{MAX_RETRY_SECONDS:.0f} s at most) until it is back; Ctrl-C "
+                                "stops waiting, the tasks stay queued", highlight=False)
+        elif self.was_unreachable and not state.unreachable:
+            self.messages.print("the orchestrator answers again", highlight=False)
+        self.was_unreachable = state.unreachable is not None
+        detail = count_words(state.statuses.values())
+        if state.unservable:
+            detail += f", [yellow]{len(state.unservable)} no worker can run yet[/yellow]"
+        self.progress.update(self.bar, completed=len(state.ended), detail=detail)
 
 
 def summary_table(tasks: Sequence[Task]) -> Table:
@@ -81,9 +119,20 @@ def _outcome(task: Task) -> str:
 
 def status_view(stats: Mapping[str, Any], workers: Sequence[Mapping[str, Any]],
                 recent_failures: Sequence[Mapping[str, Any]]) -> Group:
-    """The ``elastic status`` screen: workers, tasks by state, recent failures."""
-    return Group(_workers_table(workers), _tasks_table(stats["tasks"]),
-                 _failures_table(recent_failures))
+    """The ``elastic status`` screen: workers, tasks by state, the work no online worker
+    can run (when there is some), recent failures."""
+    parts = [_workers_table(workers), _tasks_table(stats["tasks"])]
+    if stats.get("unservable"):
+        parts.append(_unservable_table(stats["unservable"]))
+    return Group(*parts, _failures_table(recent_failures))
+
+
+def _unservable_table(groups: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="waiting for a worker that can run them")
+    table.add_column("tasks and why", style="yellow")
+    for group in groups:
+        table.add_row(escape(f"{group['count']} task(s): {group['reason']}"))
+    return table
 
 
 def _workers_table(workers: Sequence[Mapping[str, Any]]) -> Table:

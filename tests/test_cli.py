@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ServerProcess, free_port, wait_until
+from conftest import ServerProcess, free_port, hiding_modules, wait_until
 
 from elastic import config
 from elastic.errors import ConfigError
@@ -414,3 +414,49 @@ def test_an_error_shows_a_task_id_with_square_brackets_verbatim(
     result = elastic("cancel", "[bold]task", "--server", server.url, cwd=project_folder)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert_one_clean_error_line(result, "'[bold]task'")
+
+
+# -- waiting on tasks no worker can run, through a restart ------------------------------------
+
+CYTHON_FILE = {"tasks": [{"task_id": "needs-cython", "algorithm": "cython",
+                          "parameters": {"num_particles": 20, "num_steps": 5, "seed": 1}}]}
+
+
+def test_status_and_submit_wait_name_work_no_online_worker_can_run_and_the_wait_ends(
+        start_server: Callable[..., ServerProcess],
+        start_worker: Callable[..., subprocess.Popen[bytes]], project_folder: Path) -> None:
+    server = start_server()
+    start_worker(server.url, worker_id="no-cython",
+                 env=hiding_modules(project_folder / "site", "elastic.kernels.cython_kernel"))
+    wait_for_worker(server, "no-cython")
+    path = write_json(project_folder, "cython.json", CYTHON_FILE)
+    waited = elastic("submit", str(path), "--wait", "--server", server.url, cwd=project_folder,
+                     env={"ELASTIC_UNSERVABLE_GRACE_SECONDS": "1"}, timeout=30)
+    assert waited.returncode == 1, (waited.stdout, waited.stderr)
+    line = assert_one_clean_error_line(waited, "1 task(s)", "needs-cython",
+                                       "no online worker offers algorithm 'cython'")
+    assert "still queued" in line
+    shown = elastic("status", "--server", server.url, cwd=project_folder,
+                    env={"COLUMNS": "200"})
+    assert "1 task(s): no online worker offers algorithm 'cython'" in shown.stdout, shown.stdout
+    status = requests.get(f"{server.url}/api/tasks/status/needs-cython", timeout=10).json()
+    assert status["status"] == "pending"
+
+
+def test_submit_wait_rides_out_a_restart_of_the_orchestrator_saying_so(
+        start_server: Callable[..., ServerProcess],
+        start_worker: Callable[..., subprocess.Popen[bytes]], project_folder: Path) -> None:
+    server = start_server()
+    path = write_json(project_folder, "once.json", {"tasks": [{**MUTATION, "task_id": "later"}]})
+    waiting = subprocess.Popen([sys.executable, "-m", "elastic", "submit", str(path), "--wait",
+                                "--server", server.url], cwd=project_folder, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "COLUMNS": "80"})
+    wait_until(lambda: task_counts(server)["pending"] == 1, message="the task to be queued")
+    server.kill()
+    server.start()
+    start_worker(server.url, worker_type="evolution", worker_id="after-restart")
+    output, errors = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, (output, errors)
+    assert "cannot reach the orchestrator" in errors and "retrying" in errors, errors
+    assert "Traceback" not in errors

@@ -23,7 +23,7 @@ from elastic.server.identity import (
     presented_secret,
 )
 from elastic.server.waiters import Answer, LongPolls
-from elastic.store import Store
+from elastic.store import Store, UnservableWork
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_SOURCE_LENGTH,
@@ -209,6 +209,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
             "tasks": counts,
             "success_rate_by_worker": {w.worker_id: w.success_rate for w in found},
             "total_execution_time": store.total_execution_seconds(),
+            "unservable": [unservable_payload(work) for work in store.unservable_work()],
         }
 
     @app.post("/api/workers/<worker_id>/unregister")
@@ -338,6 +339,13 @@ def unservable_reasons(store: Store, task_ids: list[str]) -> dict[str, str]:
     waiting = store.list_tasks(task_ids=task_ids, statuses=[TaskStatus.PENDING])
     return {task.task_id: reasons[need] for task in waiting
             if (need := Requirement.of(task.type, task.data)) in reasons}
+
+
+def unservable_payload(work: UnservableWork) -> dict[str, Any]:
+    """Pending tasks no live worker can run: what they need, how many, why."""
+    need = work.requirement
+    return {"type": need.task_type, "algorithm": need.algorithm, "model": need.model,
+            "count": work.count, "reason": work.reason}
 
 
 def lease_payload(lease: Lease) -> dict[str, Any]:

@@ -231,7 +231,8 @@ PATHS: dict[str, dict[str, Any]] = {
                     maxItems=api.MAX_IDS_PER_LIST),
         _query_list("status", {"type": "string", "enum": [status.value for status in TaskStatus]},
                     "only tasks in these states (repeat the parameter)")])},
-    "/api/stats": {"get": _operation("Counts of workers and tasks, success rate per worker")},
+    "/api/stats": {"get": _operation("Counts of workers and tasks, success rate per worker, "
+                                     "and the pending work no live worker can run, with why")},
     "/stats": {"get": _operation("Seed-004 statistics with tasks_summary")},
     "/tasks": {"get": _operation("Seed-004 task list (a JSON array)",
                                  params=[_query(views.TASK_VIEW_LIMIT)])},
