@@ -1,29 +1,63 @@
-"""``elastic submit --wait``: follow a batch until every task has ended, whatever happens meanwhile.
+"""A batch of tasks and an orchestrator over HTTP: queued, then followed until it has ended.
 
-The orchestrator may go away (a restart, a network blip): the wait goes on, trying
-again with backoff, and each round says so. Tasks that no online worker can run (a
-model nobody offers, a kernel not built on any worker) get ``grace_seconds`` for such
-a worker to appear (one may be starting); then the wait gives up on them, saying why,
-and follows the rest. Which tasks those are comes from ``/api/stats``'s ``unservable``
-groups, matched to the batch by ``Requirement`` (the lease rule's one place).
+``ServerQueue`` queues tasks through ``POST /api/tasks/submit`` with the same
+``submit_tasks`` as the ``Store`` (so ``elastic ingest`` takes a folder into either),
+each file's tasks under its name as their source.
+
+``follow_batch`` is ``elastic submit --wait``. The orchestrator may go away (a
+restart, a network blip): the wait goes on, trying again with backoff, and each round
+says so. Tasks that no online worker can run (a model nobody offers, a kernel not
+built on any worker) get ``grace_seconds`` for such a worker to appear (one may be
+starting); then the wait gives up on them, saying why, and follows the rest. Which
+tasks those are comes from ``/api/stats``'s ``unservable`` groups, matched to the
+batch by ``Requirement`` (the lease rule's one place).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from elastic.errors import ServerUnreachable
-from elastic.tasks import Requirement
+from elastic.tasks import NewTask, Requirement, SubmitOutcome
 from elastic.transport import Transport, task_status_path
 
 STATUS_IDS_PER_REQUEST = 100
 WAKE_UP_SECONDS = 1.0
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 10.0
+
+
+class ServerQueue:
+    """The orchestrator's queue, reached over ``transport``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    def submit_tasks(self, new_tasks: Sequence[NewTask]) -> list[SubmitOutcome]:
+        """Queue tasks (a file's whole, or not at all); an id already known is not queued
+        again. One request per source (file name) the tasks carry."""
+        by_source: dict[str | None, list[NewTask]] = {}
+        for task in new_tasks:
+            by_source.setdefault(task.source, []).append(task)
+        outcomes = []
+        for source, tasks in by_source.items():
+            answer = self.transport.post("/api/tasks/submit", {
+                "source": source, "tasks": [task_body(task) for task in tasks]})
+            known = set(answer.get("known", []))
+            outcomes += [SubmitOutcome(task_id, task_id not in known)
+                         for task_id in answer["task_ids"]]
+        return outcomes
+
+
+def task_body(task: NewTask) -> dict[str, Any]:
+    """A task as ``/api/tasks/submit`` takes it."""
+    return {"task_id": task.task_id, "type": task.type, "data": task.data,
+            "priority": task.priority, "description": task.description,
+            "timeout_seconds": task.timeout_seconds}
 
 
 @dataclass

@@ -26,13 +26,13 @@ from rich.console import Console
 from rich.live import Live
 
 from elastic import __version__, config, console, taskfiles
-from elastic.errors import ConfigError, ElasticError
+from elastic.errors import ConfigError, ElasticError, ServerUnreachable
 from elastic.tasks import NewTask, Requirement, TaskStatus
+from elastic.transport import task_path, task_status_path
+from elastic.worker_types import LLM_WORKER_TYPES, WORKER_TYPES
 
 if TYPE_CHECKING:
     from elastic.batch import BatchState
-from elastic.transport import task_path, task_status_path
-from elastic.worker_types import LLM_WORKER_TYPES, WORKER_TYPES
 
 RECENT_FAILURES = 10
 INTERRUPTED_EXIT_CODE = 130  # what shells report for a program stopped by Ctrl-C
@@ -118,13 +118,15 @@ def serve(host: str | None, port: int | None, database_url: str | None, insecure
         elastic serve --port 5000 --db sqlite:///elastic.db
     """
     from elastic.server.serve import Orchestrator, check_bind_address
+    from elastic.store.dialects import shown_url
 
     settings = load_config(config_path, host=host, port=port, database_url=database_url,
                            insecure=insecure)
     check_bind_address(settings)
     orchestrator = Orchestrator(settings)
     signal.signal(signal.SIGTERM, _interrupt)
-    stderr.print(f"elastic serving on {orchestrator.url}", highlight=False)
+    stderr.print(f"elastic serving on {orchestrator.url} (database "
+                 f"{shown_url(settings.database_url)})", highlight=False, soft_wrap=True)
     orchestrator.serve_forever()
 
 
@@ -233,31 +235,22 @@ def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
 
         elastic submit examples/tareas_manuales_ejemplo.json --wait
     """
+    from elastic.batch import ServerQueue
     from elastic.transport import Transport
 
     settings = load_config(config_path, server_url=server_url)
     transport = Transport(settings.server_url, token=settings.token)
     batch = read_task_files(files)
-    by_source: dict[str | None, list[NewTask]] = {}
-    for task in batch:
-        by_source.setdefault(task.source, []).append(task)
-    answers = [transport.post("/api/tasks/submit", {
-        "source": source, "tasks": [_task_body(task) for task in tasks]})
-        for source, tasks in by_source.items()]
-    stdout.print(f"submitted {sum(a['created'] for a in answers)} task(s), "
-                 f"{sum(a['duplicates'] for a in answers)} already known")
+    outcomes = ServerQueue(transport).submit_tasks(batch)
+    created = [outcome.task_id for outcome in outcomes if outcome.created]
+    stdout.print(f"submitted {len(created)} task(s), {len(outcomes) - len(created)} already "
+                 "known", highlight=False)
     if not wait:
         return
     state = _wait_with_progress(transport, batch, settings)
     _print_held(list(state.tasks.values()))
     if not state.all_completed:
         sys.exit(1)
-
-
-def _task_body(task: NewTask) -> dict[str, Any]:
-    return {"task_id": task.task_id, "type": task.type, "data": task.data,
-            "priority": task.priority, "description": task.description,
-            "timeout_seconds": task.timeout_seconds}
 
 
 def _print_held(tasks: list[dict[str, Any]]) -> None:
@@ -297,31 +290,63 @@ def _wait_with_progress(transport: Any, tasks: list[NewTask],
 @main.command()
 @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False))
 @click.option("--once", is_flag=True, help="Ingest what is there now and exit.")
-@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@server_option
+@click.option("--db", "database_url",
+              help="Queue into this existing database instead of through the orchestrator.")
 @config_option
 @reports_errors
-def ingest(path: str | None, once: bool, database_url: str | None,
+def ingest(path: str | None, once: bool, server_url: str | None, database_url: str | None,
            config_path: str | None) -> None:
-    """Queue the JSON batches in task_queues/ (what serve does continuously).
+    """Queue the JSON batches in task_queues/ through the orchestrator (what serve does
+    continuously), or straight into the database given with --db.
 
     Example:
 
         elastic ingest task_queues --once
     """
     from elastic import ingest as ingesting
-    from elastic.store import open_store
 
-    settings = load_config(config_path, database_url=database_url)
-    store = open_store(settings.database_url, max_retries=settings.max_task_retries)
+    settings = load_config(config_path, server_url=server_url)
+    queue = _task_queue(settings, database_url)
     folder = Path(path) if path else settings.resolve(settings.task_queues_path)
     seen: dict[str, Any] = {}
     while True:
-        report = ingesting.ingest_folder(store, folder, seen=seen)
+        try:
+            report = ingesting.ingest_folder(queue, folder, seen=seen)
+        except ServerUnreachable as exc:
+            if once:
+                raise
+            stderr.print(f"{exc.message}; trying again", highlight=False)
+            report = ingesting.IngestReport()
         for line in report.lines():
             stdout.print(line, highlight=False)
         if once:
             sys.exit(1 if report.rejected else 0)
         time.sleep(settings.task_distribution_interval_seconds)
+
+
+def _task_queue(settings: config.Config, database_url: str | None) -> Any:
+    """The orchestrator's queue over HTTP, or the existing database ``database_url``;
+    says which on stderr."""
+    from elastic.batch import ServerQueue
+    from elastic.transport import Transport
+
+    if database_url is None:
+        stderr.print(f"queueing through the orchestrator at {settings.server_url}",
+                     highlight=False, soft_wrap=True)
+        return ServerQueue(Transport(settings.server_url, token=settings.token))
+    return _open_existing_store(database_url, settings)
+
+
+def _open_existing_store(database_url: str, settings: config.Config) -> Any:
+    """The store of an existing database (never creates one); says which on stderr."""
+    from elastic.store import open_store
+    from elastic.store.dialects import shown_url
+
+    store = open_store(database_url, max_retries=settings.max_task_retries, create=False)
+    stderr.print(f"using the database {shown_url(database_url)}", highlight=False,
+                 soft_wrap=True)
+    return store
 
 
 @main.command()
@@ -518,23 +543,37 @@ def results() -> None:
 @click.option("--since", help="Only tasks ended at or after this ISO date/time (UTC if no zone).")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
               show_default=True, help="Output format.")
-@click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@server_option
+@click.option("--db", "database_url",
+              help="Read this existing database instead of asking the orchestrator.")
 @config_option
 @reports_errors
-def results_export(since: str | None, fmt: str, database_url: str | None,
-                   config_path: str | None) -> None:
-    """Write ended tasks and their results to stdout as JSON or CSV.
+def results_export(since: str | None, fmt: str, server_url: str | None,
+                   database_url: str | None, config_path: str | None) -> None:
+    """Write the ended tasks and their results to stdout as JSON or CSV, from the
+    orchestrator (or the database given with --db; says which on stderr).
 
     Example:
 
         elastic results export --since 2024-07-08 --format csv > results.csv
     """
     from elastic import results as results_module
-    from elastic.store import open_store
+    from elastic.seed004 import stats_summary
+    from elastic.transport import Transport
 
-    settings = load_config(config_path, database_url=database_url)
-    store = open_store(settings.database_url)
-    results_module.export_results(store, since=_parse_since(since), fmt=fmt, out=sys.stdout)
+    settings = load_config(config_path, server_url=server_url)
+    moment = _parse_since(since)
+    if database_url is not None:
+        store = _open_existing_store(database_url, settings)
+        entries, stats = results_module.stored_entries(store, since=moment), stats_summary(store)
+    else:
+        transport = Transport(settings.server_url, token=settings.token)
+        stats = transport.get("/stats")
+        stderr.print(f"reading from the orchestrator at {settings.server_url}",
+                     highlight=False, soft_wrap=True)
+        entries = results_module.served_entries(transport, since=moment)
+    results_module.write_export(entries, orchestrator_stats=stats["orchestrator_stats"],
+                                fmt=fmt, out=sys.stdout)
 
 
 @results.command("plot")

@@ -15,7 +15,8 @@ file exactly one succeeds. A claim left by a process that died (its pid is gone
 on this host, or the claim is older than ``ABANDONED_CLAIM_SECONDS``) is put back
 under its name by the next scan of any process.
 
-An accepted file is queued in one transaction and moved to
+An accepted file is queued whole (one transaction, or one request to the
+orchestrator: ``TaskQueue``) and moved to
 ``processed/YYYYMMDD_HHMMSS_<name>.json`` (UTC); a rejected one to
 ``rejected/<name>.json`` beside ``<name>.error.json``, which says why; neither
 move ever replaces a file. Task ids (given, or derived from the file's content)
@@ -32,18 +33,17 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from elastic.atomic import atomic_write_json, move_to_unused
-from elastic.errors import InvalidTask
-from elastic.store import Store
+from elastic.errors import InvalidTask, ServerUnreachable
 from elastic.taskfiles import parse_task_file
-from elastic.tasks import NewTask, iso
+from elastic.tasks import NewTask, SubmitOutcome, iso
 
 log = logging.getLogger("elastic.ingest")
 
@@ -54,6 +54,15 @@ ERROR_SUFFIX = ".error.json"
 CLAIM_SUFFIX = ".claim"
 CLAIM_SEPARATOR = "~"
 ABANDONED_CLAIM_SECONDS = 600.0
+
+
+class TaskQueue(Protocol):
+    """Where a folder's batches go: a ``Store``, or the orchestrator over HTTP
+    (``elastic.batch.ServerQueue``)."""
+
+    def submit_tasks(self, new_tasks: Sequence[NewTask]) -> list[SubmitOutcome]:
+        """Queue the tasks all or nothing; an id already known is not queued again."""
+        ...
 
 
 class Signature(NamedTuple):
@@ -108,7 +117,7 @@ class IngestReport:
                 + [f"rejected {r.name}: {r.error.message} -> {r.moved_to}" for r in self.rejected])
 
 
-def ingest_folder(store: Store, folder: Path, *, now: float | None = None,
+def ingest_folder(queue: TaskQueue, folder: Path, *, now: float | None = None,
                   min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS,
                   seen: dict[str, Signature] | None = None) -> IngestReport:
     """Queue every settled ``*.json`` batch in ``folder``, oldest first.
@@ -123,6 +132,10 @@ def ingest_folder(store: Store, folder: Path, *, now: float | None = None,
     A folder that does not exist (yet) holds nothing to ingest. A file that
     fails for another reason than being invalid (the database is down) is
     logged and stays where it is for the next scan; the other files go on.
+
+    Raises:
+        ServerUnreachable: ``queue`` is an orchestrator that cannot be reached (the
+            file stays where it is; every other file would fail the same way).
     """
     report = IngestReport()
     if not folder.is_dir():
@@ -133,9 +146,11 @@ def ingest_folder(store: Store, folder: Path, *, now: float | None = None,
     for path, signature in _candidates(folder):
         previous = None if seen is None else seen.get(path.name)
         try:
-            left = _scan_file(store, path, signature, previous=previous,
+            left = _scan_file(queue, path, signature, previous=previous,
                               single_scan=seen is None, now=now,
                               min_age_seconds=min_age_seconds, report=report)
+        except ServerUnreachable:
+            raise  # every other file would fail the same way: the caller decides
         except Exception:
             log.exception("could not ingest %s; it stays for the next scan", path)
             report.waiting.append(path.name)
@@ -167,7 +182,7 @@ def _signature(path: Path) -> Signature | None:
     return Signature(found.st_size, found.st_mtime_ns) if stat.S_ISREG(found.st_mode) else None
 
 
-def _scan_file(store: Store, path: Path, signature: Signature, *, previous: Signature | None,
+def _scan_file(queue: TaskQueue, path: Path, signature: Signature, *, previous: Signature | None,
                single_scan: bool, now: float, min_age_seconds: float,
                report: IngestReport) -> Signature | None:
     """Take ``path`` if it is settled; returns the signature to remember if it stays."""
@@ -189,7 +204,7 @@ def _scan_file(store: Store, path: Path, signature: Signature, *, previous: Sign
         if rejected is not None:
             report.rejected.append(rejected)
         return None
-    accepted = queue_file(store, path, tasks, now=now, expected=signature)
+    accepted = queue_file(queue, path, tasks, now=now, expected=signature)
     if accepted is not None:
         report.accepted.append(accepted)
     return None
@@ -214,9 +229,9 @@ def _read_unchanged(path: Path, signature: Signature) -> bytes | None:
     return content if _signature(path) == signature else None
 
 
-def queue_file(store: Store, path: Path, tasks: list[NewTask], *, now: float | None = None,
-               expected: Signature | None = None) -> AcceptedFile | None:
-    """Claim ``path``, queue ``tasks`` (one transaction), then move it to processed/.
+def queue_file(queue: TaskQueue, path: Path, tasks: list[NewTask], *,
+               now: float | None = None, expected: Signature | None = None) -> AcceptedFile | None:
+    """Claim ``path``, queue ``tasks`` (whole), then move it to processed/.
 
     Returns None, doing nothing, when another process claimed the file first (or it
     no longer has the ``expected`` signature).
@@ -225,7 +240,7 @@ def queue_file(store: Store, path: Path, tasks: list[NewTask], *, now: float | N
     with claimed(path, expected) as taken:
         if taken is None:
             return None
-        outcomes = store.submit_tasks(tasks)
+        outcomes = queue.submit_tasks(tasks)
         target = move_to_unused(taken, path.parent / PROCESSED_FOLDER,
                                 f"{_stamp(now)}_{path.stem}", path.suffix)
     created = sum(outcome.created for outcome in outcomes)
@@ -328,9 +343,9 @@ class FolderWatcher:
     repeats it until a stop event, logging and surviving any error.
     """
 
-    def __init__(self, store: Store, folder: Path, *,
+    def __init__(self, queue: TaskQueue, folder: Path, *,
                  min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
-        self.store = store
+        self.queue = queue
         self.folder = folder
         self.min_age_seconds = min_age_seconds
         self._seen: dict[str, Signature] = {}
@@ -338,7 +353,7 @@ class FolderWatcher:
     def scan(self, *, now: float | None = None) -> IngestReport:
         """Ingest what has settled since the last scan (creating the folder if needed)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        report = ingest_folder(self.store, self.folder, now=now,
+        report = ingest_folder(self.queue, self.folder, now=now,
                                min_age_seconds=self.min_age_seconds, seen=self._seen)
         for accepted in report.accepted:
             log.info("queued %s: %d new task(s), %d already known", accepted.name,
@@ -357,9 +372,9 @@ class FolderWatcher:
             stop_event.wait(interval_seconds)
 
 
-def watch_folder(store: Store, folder: Path, *, interval_seconds: float,
+def watch_folder(queue: TaskQueue, folder: Path, *, interval_seconds: float,
                  stop_event: threading.Event,
                  min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
     """Ingest ``folder`` every ``interval_seconds`` until ``stop_event`` is set (blocks)."""
-    watcher = FolderWatcher(store, folder, min_age_seconds=min_age_seconds)
+    watcher = FolderWatcher(queue, folder, min_age_seconds=min_age_seconds)
     watcher.run(stop_event, interval_seconds=interval_seconds)

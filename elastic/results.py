@@ -1,5 +1,9 @@
 """results/: the seed-004 results files, orchestrator_stats.json, and exports.
 
+An export (``elastic results export``) reads the ended tasks a page at a time, from
+an orchestrator's ``GET /api/results`` or from a database file, and writes them as
+they come, so a million tasks never sit in memory.
+
 What goes in them is shaped by ``elastic.seed004``; this module writes them.
 
 Every file is written atomically (``elastic.atomic``), so a reader never sees half
@@ -13,19 +17,25 @@ from __future__ import annotations
 import csv
 import json
 import secrets
+import textwrap
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from elastic.atomic import atomic_write_json, write_new_json
 from elastic.seed004 import results_document, stats_summary, task_result_entry
-from elastic.store import Store
 from elastic.tasks import Task, iso
+from elastic.transport import Transport
+
+if TYPE_CHECKING:
+    from elastic.store import Store
 
 STATS_FILE = "orchestrator_stats.json"
 RESULTS_PREFIX = "task_results_"
 CLOCK_SLACK_SECONDS = 5.0
+EXPORT_PAGE_SIZE = 500
 CSV_FIELDS = ("task_id", "type", "status", "algorithm", "priority", "priority_value",
               "worker_id", "attempts", "execution_time", "created_at", "completed_at",
               "description", "source", "error", "parameters", "result")
@@ -103,32 +113,76 @@ def write_stats_file(store: Store, folder: Path, *, now: float | None = None) ->
 
 def export_results(store: Store, *, since: float | None, fmt: Literal["json", "csv"],
                    out: TextIO) -> int:
-    """Write the tasks that ended at or after ``since`` (all ended tasks when None).
-
-    ``json`` is the results-file document; ``csv`` has one row per task, with
-    ``parameters`` and ``result`` as JSON text. Nothing is marked exported.
+    """Write the tasks of ``store`` that ended at or after ``since`` (all when None).
 
     Returns:
         How many tasks were written.
     """
-    tasks = store.finished_tasks_since(since)
+    return write_export(stored_entries(store, since=since),
+                        orchestrator_stats=stats_summary(store)["orchestrator_stats"],
+                        fmt=fmt, out=out)
+
+
+def stored_entries(store: Store, *, since: float | None) -> Iterator[dict[str, Any]]:
+    """The ``task_results`` entries of the ended tasks, read a page at a time."""
+    after: tuple[float, int] | None = None
+    while True:
+        page = store.ended_tasks_page(since=since, after=after, limit=EXPORT_PAGE_SIZE)
+        yield from (task_result_entry(task) for task in page)
+        if len(page) < EXPORT_PAGE_SIZE:
+            return
+        after = page_cursor(page[-1])
+
+
+def served_entries(transport: Transport, *, since: float | None) -> Iterator[dict[str, Any]]:
+    """The same entries from an orchestrator, through ``GET /api/results`` page by page."""
+    params: dict[str, Any] = {"limit": EXPORT_PAGE_SIZE}
+    if since is not None:
+        params["since"] = since
+    while True:
+        answer = transport.get("/api/results", params=params)
+        yield from answer["task_results"]
+        if answer["next"] is None:
+            return
+        params["after"] = answer["next"]
+
+
+def page_cursor(task: Task) -> tuple[float, int]:
+    """Where the next page of ended tasks starts: after this task."""
+    return (task.finished_at or 0.0, task.seq)
+
+
+def write_export(entries: Iterable[dict[str, Any]], *, orchestrator_stats: dict[str, Any],
+                 fmt: Literal["json", "csv"], out: TextIO) -> int:
+    """Write ``entries`` as they come: ``json`` is the results-file document (timestamp,
+    orchestrator_stats, task_results); ``csv`` has one row per task, with ``parameters``
+    and ``result`` as JSON text. Nothing is marked exported.
+
+    Returns:
+        How many entries were written.
+    """
     if fmt == "csv":
-        _write_csv(tasks, out)
-    else:
-        json.dump(results_document(store, tasks, now=time.time()), out, indent=2,
-                  ensure_ascii=False, allow_nan=False)
-        out.write("\n")
-    return len(tasks)
+        return _write_csv(entries, out)
+    head = json.dumps({"timestamp": iso(time.time()), "orchestrator_stats": orchestrator_stats},
+                      indent=2, ensure_ascii=False)
+    out.write(head[:-2] + ',\n  "task_results": [')
+    count = 0
+    for count, entry in enumerate(entries, start=1):
+        text = json.dumps(entry, indent=2, ensure_ascii=False, allow_nan=False)
+        out.write(("," if count > 1 else "") + "\n" + textwrap.indent(text, "    "))
+    out.write("\n  ]\n}\n" if count else "]\n}\n")
+    return count
 
 
-def _write_csv(tasks: list[Task], out: TextIO) -> None:
+def _write_csv(entries: Iterable[dict[str, Any]], out: TextIO) -> int:
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    for task in tasks:
-        entry = task_result_entry(task)
-        entry["parameters"] = json.dumps(entry["parameters"], ensure_ascii=False)
-        entry["result"] = json.dumps(entry["result"], ensure_ascii=False)
-        writer.writerow(entry)
+    count = 0
+    for entry in entries:
+        writer.writerow({**entry, "parameters": json.dumps(entry["parameters"], ensure_ascii=False),
+                         "result": json.dumps(entry["result"], ensure_ascii=False)})
+        count += 1
+    return count
 
 
 def _stamp(now: float) -> str:

@@ -306,6 +306,14 @@ class NewTask:
     timeout_seconds: float | None = None  # None: the server's task_timeout_seconds
 
 
+@dataclass(frozen=True)
+class SubmitOutcome:
+    """What submitting one task did: ``created`` is False when the id already existed."""
+
+    task_id: str
+    created: bool
+
+
 @dataclass(frozen=True, kw_only=True)
 class Task:
     """A task as stored."""

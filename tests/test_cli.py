@@ -460,3 +460,42 @@ def test_submit_wait_rides_out_a_restart_of_the_orchestrator_saying_so(
     assert waiting.returncode == 0, (output, errors)
     assert "cannot reach the orchestrator" in errors and "retrying" in errors, errors
     assert "Traceback" not in errors
+
+
+# -- the right database ------------------------------------------------------------------------
+
+def test_results_export_and_ingest_act_on_the_servers_database_not_a_local_file(
+        start_server: Callable[..., ServerProcess],
+        start_worker: Callable[..., subprocess.Popen[bytes]], project_folder: Path) -> None:
+    server = start_server(f"sqlite:///{project_folder}/served/orchestrator.db")
+    start_worker(server.url, worker_type="evolution", worker_id="evolution-export")
+    queues = project_folder / "task_queues"
+    queues.mkdir()
+    dropped = write_json(queues, "dropped.json", {"tasks": [{**MUTATION, "task_id": "dropped"}]})
+    os.utime(dropped, (0, 0))  # settled long ago: ingest takes it at once
+    ingested = elastic("ingest", str(queues), "--once", "--server", server.url,
+                       cwd=project_folder)
+    assert ingested.returncode == 0, (ingested.stdout, ingested.stderr)
+    assert server.url in ingested.stderr, ingested.stderr
+    wait_until(lambda: task_counts(server)["completed"] == 1, message="the ingested task to run")
+    assert not (queues / "dropped.json").exists()
+
+    exported = elastic("results", "export", "--server", server.url, cwd=project_folder)
+    assert exported.returncode == 0, exported.stderr
+    assert [entry["task_id"] for entry in json.loads(exported.stdout)["task_results"]] == [
+        "dropped"]
+    assert server.url in exported.stderr
+    as_csv = elastic("results", "export", "--format", "csv", "--server", server.url,
+                     cwd=project_folder)
+    assert [row.split(",")[0] for row in as_csv.stdout.splitlines()] == ["task_id", "dropped"]
+    assert not (project_folder / "elastic.db").exists(), "a database was created by accident"
+
+
+def test_results_export_of_a_database_file_that_does_not_exist_exits_2_and_creates_none(
+        project_folder: Path) -> None:
+    result = elastic("results", "export", "--db", f"sqlite:///{project_folder}/nowhere.db",
+                     cwd=project_folder)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert_one_clean_error_line(result, "nowhere.db")
+    assert result.stdout == ""
+    assert not (project_folder / "nowhere.db").exists()

@@ -260,3 +260,24 @@ def test_a_bad_task_list_query_gets_400_naming_the_parameter(
     answer = api.get("/api/tasks", params=params)
     assert answer.status_code == 400
     assert f"'{name}'" in answer.json()["error"]
+
+
+def test_results_come_a_page_at_a_time_in_the_order_the_tasks_ended(api: Api) -> None:
+    for number in range(5):
+        api.post("/api/tasks/submit", {**GENOME_TASK, "task_id": f"r{number}"})
+    api.register("w", "evolution", capacity=5)
+    leases = api.get("/api/workers/w/tasks", params={"limit": 5}).json()["tasks"]
+    for lease in sorted(leases, key=lambda lease: lease["task_id"], reverse=True):
+        api.post(f"/api/tasks/{lease['task_id']}/result", {
+            "worker_id": "w", "lease_token": lease["lease_token"],
+            "result": {"success": True, "genome": {"param1": 0.7}}})
+    seen, params = [], {"limit": 2}
+    while True:
+        page = api.get("/api/results", params=params).json()
+        seen += [entry["task_id"] for entry in page["task_results"]]
+        if page["next"] is None:
+            break
+        params["after"] = page["next"]
+    assert seen == ["r4", "r3", "r2", "r1", "r0"]
+    bad = api.get("/api/results", params={"after": "yesterday"})
+    assert bad.status_code == 400 and "'after'" in bad.json()["error"]

@@ -515,3 +515,20 @@ def test_a_live_workers_id_is_taken_over_only_with_its_secret(store: Store) -> N
     store.register_worker("w1", worker_type="evolution", capabilities={}, secret_hash="h3",
                           now=T0 + 200)  # its holder went silent: anyone may take it
     assert store.worker_secret_hash("w1") == "h3"
+
+
+def test_ended_tasks_page_by_end_time_and_a_task_ending_meanwhile_comes_last(
+        store: Store) -> None:
+    store.submit_tasks([sim(name) for name in "abcde"], now=T0)
+    register(store, capacity=5)
+    leases = {lease.task.task_id: lease for lease in store.lease_tasks("w1", limit=5, now=T0)}
+    for task_id, ended_at in (("c", T0 + 1), ("a", T0 + 2), ("b", T0 + 2), ("e", T0 + 3)):
+        store.record_result(task_id, worker_id="w1", lease_token=leases[task_id].lease_token,
+                            result={"success": True}, now=ended_at)
+    first = store.ended_tasks_page(limit=2)
+    assert [task.task_id for task in first] == ["c", "a"]
+    after = (first[-1].finished_at or 0.0, first[-1].seq)
+    store.record_result("d", worker_id="w1", lease_token=leases["d"].lease_token,
+                        result={"success": True}, now=T0 + 4)
+    assert [t.task_id for t in store.ended_tasks_page(after=after, limit=10)] == ["b", "e", "d"]
+    assert [t.task_id for t in store.ended_tasks_page(since=T0 + 3, limit=10)] == ["e", "d"]

@@ -9,11 +9,12 @@ wait through ``elastic.server.waiters``.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import bottle
 
-from elastic import taskfiles
+from elastic import results, seed004, taskfiles
 from elastic.config import Config
 from elastic.errors import InvalidInput
 from elastic.server.identity import (
@@ -55,6 +56,12 @@ LEASE_MAX_TOKENS = QueryInteger("max_tokens", default=0, minimum=0, maximum=MAX_
                                 description="only tasks whose estimated tokens fit this budget")
 TASK_LIST_LIMIT = QueryInteger("limit", default=1000, minimum=1, maximum=100_000,
                                description="how many")
+RESULTS_SINCE = QueryNumber("since", default=0.0, minimum=0.0, maximum=1e11,
+                            description="only tasks that ended at or after this time "
+                                        "(seconds since the epoch)")
+RESULTS_CURSOR_PATTERN = r"^[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?:[0-9]{1,18}$"  # /api/results' 'next'
+RESULTS_LIMIT = QueryInteger("limit", default=500, minimum=1, maximum=5000,
+                             description="how many tasks in this page")
 
 
 def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: WorkerIdentity,
@@ -122,7 +129,8 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
                     "created": outcomes[0].created}
         return {"task_ids": [o.task_id for o in outcomes], "status": "submitted",
                 "created": sum(o.created for o in outcomes),
-                "duplicates": sum(not o.created for o in outcomes)}
+                "duplicates": sum(not o.created for o in outcomes),
+                "known": [o.task_id for o in outcomes if not o.created]}
 
     @app.post("/api/tasks/<task_id>/result")
     def report_result(task_id: str) -> dict[str, Any]:
@@ -194,6 +202,14 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
                                  newest_first=True)
         return {"tasks": [task_summary(task) for task in found], "total": len(found)}
 
+    @app.get("/api/results")
+    def results_page() -> dict[str, Any]:
+        limit = RESULTS_LIMIT.read()
+        page = store.ended_tasks_page(since=RESULTS_SINCE.read() or None,
+                                      after=_results_cursor(), limit=limit)
+        return {"task_results": [seed004.task_result_entry(task) for task in page],
+                "next": _cursor_text(page[-1]) if len(page) == limit else None}
+
     @app.get("/api/workers/list")
     def list_workers() -> dict[str, Any]:
         found = store.list_workers()
@@ -227,6 +243,23 @@ def _statuses_asked() -> list[TaskStatus] | None:
     except ValueError:
         known = ", ".join(status.value for status in TaskStatus)
         raise InvalidInput(f"query parameter 'status': expected one of {known}") from None
+
+
+def _results_cursor() -> tuple[float, int] | None:
+    """``?after=``: where the previous page of ``/api/results`` ended (its ``next``)."""
+    raw = bottle.request.query.get("after")
+    if not raw:
+        return None
+    if not re.fullmatch(RESULTS_CURSOR_PATTERN, raw):
+        raise InvalidInput("query parameter 'after': expected the 'next' of the previous "
+                           f"page, got {raw!r}")
+    finished_at, _, seq = raw.partition(":")
+    return float(finished_at), int(seq)
+
+
+def _cursor_text(task: Task) -> str:
+    finished_at, seq = results.page_cursor(task)
+    return f"{finished_at!r}:{seq}"
 
 
 def _wait_seconds(config: Config) -> float:

@@ -231,6 +231,13 @@ PATHS: dict[str, dict[str, Any]] = {
                     maxItems=api.MAX_IDS_PER_LIST),
         _query_list("status", {"type": "string", "enum": [status.value for status in TaskStatus]},
                     "only tasks in these states (repeat the parameter)")])},
+    "/api/results": {"get": _operation(
+        "Ended tasks with their results (seed-004 entries), in the order they ended, a page "
+        "at a time: 'next' is the 'after' of the following page (null: the last)",
+        params=[_query(api.RESULTS_SINCE), _query(api.RESULTS_LIMIT),
+                {"name": "after", "in": "query", "required": False,
+                 "schema": {"type": "string", "pattern": api.RESULTS_CURSOR_PATTERN},
+                 "description": "the 'next' of the previous page"}])},
     "/api/stats": {"get": _operation("Counts of workers and tasks, success rate per worker, "
                                      "and the pending work no live worker can run, with why")},
     "/stats": {"get": _operation("Seed-004 statistics with tasks_summary")},

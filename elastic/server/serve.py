@@ -165,8 +165,8 @@ class Orchestrator:
     def serve_forever(self) -> None:
         """Serve until ``stop`` is called (or the process is interrupted)."""
         self.start_loops()
-        log.info("elastic serving on %s (database %s)", self.url,
-                 shown_url(self.config.database_url))
+        log.debug("elastic serving on %s (database %s)", self.url,
+                  shown_url(self.config.database_url))
         try:
             self.server.run()
         except OSError:

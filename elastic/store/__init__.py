@@ -4,26 +4,40 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
-from elastic.errors import ElasticError
-from elastic.store.dialects import create_store_engine
-from elastic.store.migrate import upgrade_to_head
+from elastic.errors import ConfigError, ElasticError
+from elastic.store.dialects import create_store_engine, sqlite_path
+from elastic.store.migrate import current_revision, upgrade_to_head
 from elastic.store.store import (
     BudgetReservation,
     BudgetUsage,
     CountedRequest,
     ExpiryReport,
     Store,
-    SubmitOutcome,
     UnservableWork,
 )
-from elastic.tasks import RetryPolicy
+from elastic.tasks import RetryPolicy, SubmitOutcome
 
 
 def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
                worker_timeout_seconds: float = 60.0, task_timeout_seconds: float = 3600.0,
-               retry: RetryPolicy | None = None, upgrade: bool = True) -> Store:
-    """Open the database at ``url``, upgrading its schema to the newest migration."""
+               retry: RetryPolicy | None = None, upgrade: bool = True,
+               create: bool = True) -> Store:
+    """Open the database at ``url``, upgrading its schema to the newest migration.
+
+    Args:
+        create: make the database (a SQLite file, elastic's tables) if there is none;
+            only ``serve`` and ``run`` do, other commands never create one by accident.
+
+    Raises:
+        ConfigError: ``create`` is False and there is no elastic database at ``url``.
+    """
+    if not create:
+        _check_exists(url)
     engine = create_store_engine(url)
+    if not create and current_revision(engine) is None:
+        engine.dispose()
+        raise ConfigError("database_url", "flag or config", "an elastic database (this one "
+                          "has no elastic tables; elastic serve creates them)", url)
     if upgrade:
         try:
             upgrade_to_head(engine)
@@ -34,6 +48,14 @@ def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
     return Store(engine, max_retries=max_retries, lease_seconds=lease_seconds,
                  worker_timeout_seconds=worker_timeout_seconds,
                  task_timeout_seconds=task_timeout_seconds, retry=retry)
+
+
+def _check_exists(url: str) -> None:
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError("database_url", "flag or config",
+                          f"an existing database (no file at {path}; elastic serve "
+                          "creates it)", url)
 
 
 __all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "Store",

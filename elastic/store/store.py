@@ -18,7 +18,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -48,6 +60,7 @@ from elastic.tasks import (
     NewTask,
     Requirement,
     RetryPolicy,
+    SubmitOutcome,
     Task,
     TaskStatus,
     Worker,
@@ -78,14 +91,6 @@ CLOCK_ROW_ID = 1
 def may_become(new: TaskStatus) -> ColumnElement[bool]:
     """The guard of every UPDATE that moves a task to ``new``, read from the state machine."""
     return tasks.c.status.in_([old.value for old in statuses_that_may_become(new)])
-
-
-@dataclass(frozen=True)
-class SubmitOutcome:
-    """What submitting one task did: ``created`` is False when the id already existed."""
-
-    task_id: str
-    created: bool
 
 
 @dataclass(frozen=True)
@@ -1105,12 +1110,23 @@ class Store:
 
         self._write_transaction(transaction)
 
-    def finished_tasks_since(self, since: float | None = None) -> list[Task]:
-        """Ended tasks (completed, failed, cancelled) and held ones, that ended (or were held)
-        at or after ``since``."""
+    def ended_tasks_page(self, *, since: float | None = None,
+                         after: tuple[float, int] | None = None,
+                         limit: int = 500) -> list[Task]:
+        """Up to ``limit`` ended tasks (completed, failed, cancelled) and held ones in the order
+        they ended (or were held),
+        those that ended at or after ``since``, after ``(finished_at, seq)`` of the last
+        task of the previous page (keyset paging: a task ending meanwhile comes last)."""
         conditions = [tasks.c.status.in_([s.value for s in SETTLED_STATUSES])]
         if since is not None:
             conditions.append(tasks.c.finished_at >= since)
-        query = select(tasks).where(and_(*conditions)).order_by(tasks.c.finished_at, tasks.c.seq)
+        if after is not None:
+            finished_at, seq = after
+            after_seq = literal(seq, BigInteger())  # any cursor compares, however large
+            conditions.append(or_(tasks.c.finished_at > finished_at,
+                                  and_(tasks.c.finished_at == finished_at,
+                                       tasks.c.seq > after_seq)))
+        query = (select(tasks).where(and_(*conditions))
+                 .order_by(tasks.c.finished_at, tasks.c.seq).limit(limit))
         with self._read() as conn:
             return [Task.from_row(row) for row in conn.execute(query).mappings()]
