@@ -125,3 +125,36 @@ def test_a_cancel_reaches_a_task_started_while_the_idle_heartbeat_slept_within_a
     assert time.monotonic() - cancelled_at < 1.0
     loop.stop()
     worker.join(10)
+
+
+class BigCheckpoint:
+    """An executor that saves a checkpoint too big for the server's body limit, then ends."""
+
+    name = "evolution_mutation"
+
+    def validate(self, data: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Anything goes."""
+        return data
+
+    def run(self, params: Mapping[str, Any], context: ExecutionContext) -> dict[str, Any]:
+        """Checkpoint twice (the second is not even sent), then succeed."""
+        for _ in range(2):
+            context.save_checkpoint({"state": "x" * 4096})
+        return {"genome": {"param1": 0.5}}
+
+
+def test_a_refused_checkpoint_is_reported_with_its_reason_and_the_task_still_completes(
+        start_orchestrator: Callable[..., Any], make_worker_loop: Callable[..., Any],
+        caplog: Any) -> None:
+    orchestrator = start_orchestrator(max_body_bytes=1024)
+    orchestrator.store.submit_tasks([NewTask(task_id="big", type="evolution_mutation",
+                                             data=MUTATION)])
+    loop = make_worker_loop(orchestrator.url, executors={"evolution_mutation": BigCheckpoint()})
+    loop.register()
+    assert loop.run_once() is True
+    task = orchestrator.store.get_task("big")
+    assert (task.status, task.attempts) == (TaskStatus.COMPLETED, 1)
+    assert "over the limit of 1024 bytes" in task.result["checkpoint_error"]
+    assert task.checkpoint is None
+    assert [record.message for record in caplog.records
+            if "checkpoint" in record.message and "big" in record.message]

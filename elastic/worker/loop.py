@@ -85,6 +85,7 @@ class RunningTask:
     handing_back: bool = False
     timed_out: bool = False
     delivering: bool = False
+    checkpoint_error: str | None = None  # why the server refused a checkpoint (none sent after)
 
     def is_overdue(self, now: float) -> bool:
         """Whether it still runs past its time limit."""
@@ -322,6 +323,8 @@ class WorkerLoop:
                 running.handing_back = True
                 self._after_cancel(running)
                 return
+            if running.checkpoint_error is not None:
+                result["checkpoint_error"] = running.checkpoint_error
             running.delivering = True
             self._record_history(running, result)
             self._deliver_result(running, result)
@@ -390,15 +393,24 @@ class WorkerLoop:
                         "to the queue shortly): %s", task_id, exc)
 
     def _save_checkpoint(self, running: RunningTask, state: dict[str, Any]) -> None:
+        """Send a checkpoint. A lost lease stops the task; a server failing for now (5xx,
+        its disk full) gets the next one; any other refusal (too large, say) is logged and
+        said in the result (``checkpoint_error``), and the task runs on without."""
+        if running.checkpoint_error is not None:
+            return
         try:
             self.transport.post(task_path(running.task_id, "checkpoint"), {
                 "worker_id": self.settings.worker_id, "lease_token": running.lease_token,
                 "checkpoint": state, "progress": running.progress})
+        except (Conflict, NotFound):  # cancelled or re-leased: the task is not ours any more
+            running.context.cancelled.set()
         except ElasticError as exc:
             if is_worth_retrying(exc):  # unreachable or failing for now: the next one may do
                 log.warning("checkpoint of %s not saved: %s", running.task_id, exc.message)
-            else:  # the lease is gone (409): stop the task
-                running.context.cancelled.set()
+                return
+            running.checkpoint_error = f"checkpoint refused by the orchestrator: {exc.message}"
+            log.warning("checkpoint of %s refused (%s): it runs on without checkpoints",
+                        running.task_id, exc.message)
 
     def _deliver_result(self, running: RunningTask, result: dict[str, Any]) -> None:
         """Report until the server takes it or refuses it for good: never dropped silently.
