@@ -37,18 +37,22 @@ class ServerQueue:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
 
-    def submit_tasks(self, new_tasks: Sequence[NewTask]) -> list[SubmitOutcome]:
-        """Queue tasks (a file's whole, or not at all); an id already known is not queued
-        again. One request per source (file name) the tasks carry."""
+    def submit_tasks(self, new_tasks: Sequence[NewTask], *,
+                     replace: bool = False) -> list[SubmitOutcome]:
+        """Queue tasks (a file's whole, or not at all) as ``Store.submit_tasks`` does; one
+        request per source (file name) the tasks carry."""
         by_source: dict[str | None, list[NewTask]] = {}
         for task in new_tasks:
             by_source.setdefault(task.source, []).append(task)
         outcomes = []
         for source, tasks in by_source.items():
             answer = self.transport.post("/api/tasks/submit", {
-                "source": source, "tasks": [task_body(task) for task in tasks]})
-            known = set(answer.get("known", []))
-            outcomes += [SubmitOutcome(task_id, task_id not in known)
+                "source": source, "replace": replace,
+                "tasks": [task_body(task) for task in tasks]})
+            known, changed, replaced = (set(answer.get(name, []))
+                                        for name in ("known", "changed", "replaced"))
+            outcomes += [SubmitOutcome(task_id, task_id not in known, changed=task_id in changed,
+                                       replaced=task_id in replaced)
                          for task_id in answer["task_ids"]]
         return outcomes
 

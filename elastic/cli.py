@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 RECENT_FAILURES = 10
 INTERRUPTED_EXIT_CODE = 130  # what shells report for a program stopped by Ctrl-C
+REPLACE_HELP = ("Requeue a known task whose content changed (failed, held, cancelled or "
+                "pending) with the new content; its history is kept.")
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -222,14 +224,16 @@ def _parse_json_option(name: str, raw: str | None) -> dict[str, Any]:
 @click.argument("files", nargs=-1, required=True)
 @server_option
 @click.option("--wait", is_flag=True, help="Show a progress bar until every task ends.")
+@click.option("--replace", is_flag=True, help=REPLACE_HELP)
 @config_option
 @reports_errors
-def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
+def submit(files: tuple[str, ...], server_url: str | None, wait: bool, replace: bool,
            config_path: str | None) -> None:
     """Send task files (either format; '-' reads stdin) to the orchestrator.
 
     Every file is checked before anything is sent; its tasks are recorded with the
-    file's name as their source.
+    file's name as their source. A task id already known with different content is
+    named (its earlier run stands) unless --replace requeues it with the new content.
 
     Example:
 
@@ -241,10 +245,10 @@ def submit(files: tuple[str, ...], server_url: str | None, wait: bool,
     settings = load_config(config_path, server_url=server_url)
     transport = Transport(settings.server_url, token=settings.token)
     batch = read_task_files(files)
-    outcomes = ServerQueue(transport).submit_tasks(batch)
-    created = [outcome.task_id for outcome in outcomes if outcome.created]
-    stdout.print(f"submitted {len(created)} task(s), {len(outcomes) - len(created)} already "
-                 "known", highlight=False)
+    outcomes = ServerQueue(transport).submit_tasks(batch, replace=replace)
+    stdout.print(console.submitted_line(outcomes), highlight=False, markup=False)
+    for line in console.changed_content_lines(outcomes, replace=replace):
+        stderr.print(line, highlight=False, markup=False)
     if not wait:
         return
     state = _wait_with_progress(transport, batch, settings)
@@ -442,10 +446,11 @@ def release(task_id: str, server_url: str | None, config_path: str | None) -> No
 @click.option("--llm-type", type=click.Choice(LLM_WORKER_TYPES), default="deepseek",
               show_default=True, help="Worker type for the batch's tasks that call an LLM.")
 @click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
+@click.option("--replace", is_flag=True, help=REPLACE_HELP)
 @config_option
 @reports_errors
 def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_url: str | None,
-        config_path: str | None) -> None:
+        replace: bool, config_path: str | None) -> None:
     """Run a batch on this machine: a local server, worker processes, a progress bar,
     results/ written and a summary. Exit code 0 only if every task completed; Ctrl-C
     stops everything within seconds (exit 130), and running the same command again
@@ -469,10 +474,12 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
                             detail=console.count_words(t.status.value for t in tasks))
 
         outcome = runner.run_batch(batch, settings, workers_per_type=workers_per_type,
-                                   llm_worker_type=llm_type, on_progress=show)
+                                   llm_worker_type=llm_type, replace=replace, on_progress=show)
     if outcome.already_known:
         stdout.print(f"{outcome.already_known} task(s) were already in the database "
                      "(same task_id): shown as they ended, not run again")
+    for line in console.changed_content_lines(outcome.submitted, replace=replace):
+        stderr.print(line, highlight=False, markup=False)
     stdout.print(console.summary_table(outcome.tasks))
     for task in outcome.tasks:
         if task.status is TaskStatus.HELD:

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from elastic import seed004
 from elastic.batch import MAX_RETRY_SECONDS, BatchState
-from elastic.tasks import Task, TaskStatus
+from elastic.tasks import SubmitOutcome, Task, TaskStatus
 
 STATUS_STYLES = {"completed": "green", "failed": "red", "cancelled": "yellow",
                  "assigned": "cyan", "pending": "white", "redistributed": "magenta",
@@ -44,6 +44,33 @@ def first_few(items: Sequence[str], shown: int = 5) -> str:
     """``a, b, c`` or ``a, b, c, d, e and 7 more``."""
     listed = ", ".join(items[:shown])
     return listed if len(items) <= shown else f"{listed} and {len(items) - shown} more"
+
+
+def submitted_line(outcomes: Sequence[SubmitOutcome]) -> str:
+    """``submitted 2 task(s) (a, b), 1 already known (c)``."""
+    created = [outcome.task_id for outcome in outcomes if outcome.created]
+    known = [outcome.task_id for outcome in outcomes if not outcome.created]
+    return (f"submitted {len(created)} task(s)" + (f" ({first_few(created)})" if created else "")
+            + f", {len(known)} already known" + (f" ({first_few(known)})" if known else ""))
+
+
+def changed_content_lines(outcomes: Sequence[SubmitOutcome], *, replace: bool) -> list[str]:
+    """What became of the known task ids whose content changed (``submit``, ``run``)."""
+    replaced = [outcome.task_id for outcome in outcomes if outcome.replaced]
+    kept = [outcome.task_id for outcome in outcomes if outcome.changed and not outcome.replaced]
+    lines = []
+    if replaced:
+        lines.append(f"{len(replaced)} task(s) requeued with their new content (history "
+                     f"kept): {first_few(replaced)}")
+    if kept and replace:
+        lines.append(f"{len(kept)} task(s) already known with different content were left as "
+                     f"they are, running or completed (a completed task keeps its result: "
+                     f"give the new content a new task_id): {first_few(kept)}")
+    elif kept:
+        lines.append(f"{len(kept)} task(s) already known with different content: "
+                     f"{first_few(kept)} (their earlier runs stand; --replace requeues them "
+                     "with the new content)")
+    return lines
 
 
 def count_words(statuses: Iterable[str]) -> str:

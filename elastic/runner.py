@@ -32,7 +32,7 @@ from pathlib import Path
 from elastic.config import Config
 from elastic.errors import ElasticError, WorkerNotFound
 from elastic.server.serve import Orchestrator
-from elastic.tasks import NewTask, Requirement, Task, TaskStatus, Worker
+from elastic.tasks import NewTask, Requirement, SubmitOutcome, Task, TaskStatus, Worker
 from elastic.worker_types import worker_type_for
 
 WORKER_STOP_SECONDS = 2.5
@@ -47,8 +47,13 @@ class BatchOutcome:
 
     tasks: list[Task]
     results_files: list[Path]
-    already_known: int
+    submitted: list[SubmitOutcome]
     interrupted: bool = False
+
+    @property
+    def already_known(self) -> int:
+        """How many of the batch's task ids were in the database already."""
+        return sum(not outcome.created for outcome in self.submitted)
 
     @property
     def all_completed(self) -> bool:
@@ -102,10 +107,11 @@ def prepare_worker_process() -> None:
 
 
 def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int,
-              llm_worker_type: str = "deepseek",
+              llm_worker_type: str = "deepseek", replace: bool = False,
               on_progress: Callable[[list[Task]], None] = lambda tasks: None) -> BatchOutcome:
-    """Serve, start workers, queue ``batch`` and wait until every task of it has ended (or
-    is held), or Ctrl-C: then everything stops and the outcome says ``interrupted``.
+    """Serve, start workers, queue ``batch`` (``replace``: see ``Store.submit_tasks``) and
+    wait until every task of it has ended (or is held), or Ctrl-C: then everything stops
+    and the outcome says ``interrupted``.
 
     Raises:
         ConfigError: ``llm_worker_type`` cannot run a task of the batch (before anything
@@ -118,7 +124,7 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     started_at = time.time()
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        outcomes = orchestrator.store.submit_tasks(batch)
+        outcomes = orchestrator.store.submit_tasks(batch, replace=replace)
         ids = [outcome.task_id for outcome in outcomes]
         try:
             interrupted = work_until_ended(orchestrator, ids, worker_types, local,
@@ -132,7 +138,7 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
         with ctrl_c_ignored():
             orchestrator.stop()
     return BatchOutcome(tasks=tasks, results_files=orchestrator.results_files,
-                        already_known=sum(not outcome.created for outcome in outcomes),
+                        submitted=outcomes,
                         interrupted=interrupted)
 
 

@@ -8,6 +8,8 @@ SQLite and PostgreSQL, and trivially comparable.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,11 +70,11 @@ ALLOWED_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
                                     TaskStatus.FAILED, TaskStatus.CANCELLED}),
     TaskStatus.HELD: frozenset({TaskStatus.PENDING, TaskStatus.CANCELLED}),
     TaskStatus.COMPLETED: frozenset(),
-    TaskStatus.FAILED: frozenset(),
-    TaskStatus.CANCELLED: frozenset(),
+    TaskStatus.FAILED: frozenset({TaskStatus.PENDING}),  # retried by hand
+    TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING}),  # retried by hand
 }
 
-FINAL_STATUSES = frozenset(old for old, moves in ALLOWED_TRANSITIONS.items() if not moves)
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 # Statuses only a person moves a task out of (``held``: ``elastic release`` or cancel).
 SETTLED_STATUSES = FINAL_STATUSES | {TaskStatus.HELD}
 
@@ -80,6 +82,11 @@ SETTLED_STATUSES = FINAL_STATUSES | {TaskStatus.HELD}
 def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
     """Whether the state machine allows ``old`` -> ``new``."""
     return new in ALLOWED_TRANSITIONS[old]
+
+
+# Ended tasks that a user may put back in the queue (``elastic submit --replace``).
+RETRYABLE_STATUSES = frozenset(status for status in FINAL_STATUSES
+                               if can_transition(status, TaskStatus.PENDING))
 
 
 def statuses_that_may_become(new: TaskStatus) -> tuple[TaskStatus, ...]:
@@ -231,6 +238,14 @@ def estimate_tokens(task_type: str, data: Mapping[str, Any]) -> int:
     return math.ceil(len(text) / 4) + answer
 
 
+def content_hash(task_type: str, data: Mapping[str, Any]) -> str:
+    """A digest of what a task does (its type and data; not its priority or description),
+    stored with it, so that a known task id submitted again with other content is seen."""
+    text = json.dumps([task_type, data], sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def requirement_of(task_type: str, data: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The (algorithm, model) a worker must offer to take this task; None means any."""
     algorithm = data.get("algorithm") if task_type == "simulation" else None
@@ -308,10 +323,14 @@ class NewTask:
 
 @dataclass(frozen=True)
 class SubmitOutcome:
-    """What submitting one task did: ``created`` is False when the id already existed."""
+    """What submitting one task did: ``created`` is False when the id already existed;
+    ``changed``: it existed with other content (type or data); ``replaced``: and that task
+    took the new content and went back to the queue (``replace``)."""
 
     task_id: str
     created: bool
+    changed: bool = False
+    replaced: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -499,3 +499,33 @@ def test_results_export_of_a_database_file_that_does_not_exist_exits_2_and_creat
     assert_one_clean_error_line(result, "nowhere.db")
     assert result.stdout == ""
     assert not (project_folder / "nowhere.db").exists()
+
+
+# -- a task file edited and sent again ---------------------------------------------------------
+
+def test_an_edited_task_sent_again_is_named_and_replace_runs_its_new_content_keeping_history(
+        start_server: Callable[..., ServerProcess],
+        start_worker: Callable[..., subprocess.Popen[bytes]], project_folder: Path) -> None:
+    server = start_server()
+    # A simulation worker allowed 1 MB refuses every run: each attempt fails, not retried.
+    start_worker(server.url, worker_id="simulation-tiny", env={"ELASTIC_MEMORY_LIMIT_MB": "1"})
+    wait_for_worker(server, "simulation-tiny")
+    path = write_json(project_folder, "edited.json", SIMULATION_FILE)
+    first = elastic("submit", str(path), "--wait", "--server", server.url, cwd=project_folder)
+    assert first.returncode == 1 and "sim_cli_001" in first.stdout, first.stdout
+    edited = json.loads(json.dumps(SIMULATION_FILE))
+    edited["tasks"][0]["parameters"]["num_particles"] = 64
+    write_json(project_folder, "edited.json", edited)
+
+    again = elastic("submit", str(path), "--server", server.url, cwd=project_folder)
+    assert again.returncode == 0, again.stderr
+    assert "1 task(s) already known with different content: sim_cli_001" in again.stderr
+    status = requests.get(f"{server.url}/api/tasks/status/sim_cli_001", timeout=10).json()
+    assert status["data"]["parameters"]["num_particles"] == 100
+
+    replaced = elastic("submit", str(path), "--replace", "--wait", "--server", server.url,
+                       cwd=project_folder)
+    assert "1 task(s) requeued with their new content" in replaced.stderr, replaced.stderr
+    status = requests.get(f"{server.url}/api/tasks/status/sim_cli_001", timeout=10).json()
+    assert status["data"]["parameters"]["num_particles"] == 64
+    assert [attempt["outcome"] for attempt in status["history"]] == ["failed", "failed"]

@@ -15,6 +15,7 @@ from elastic.store.store import may_become
 from elastic.tasks import (
     ALLOWED_TRANSITIONS,
     FINAL_STATUSES,
+    RETRYABLE_STATUSES,
     SETTLED_STATUSES,
     NewTask,
     TaskStatus,
@@ -29,9 +30,13 @@ def test_every_status_has_a_row_in_the_table() -> None:
     assert set(ALLOWED_TRANSITIONS) == set(TaskStatus)
 
 
-def test_the_final_statuses_are_exactly_those_with_no_way_out() -> None:
+def test_an_ended_task_leaves_its_state_only_when_a_user_puts_a_failed_or_cancelled_one_back(
+        ) -> None:
     assert {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED} == FINAL_STATUSES
-    assert all(not ALLOWED_TRANSITIONS[status] for status in FINAL_STATUSES)
+    assert not ALLOWED_TRANSITIONS[TaskStatus.COMPLETED]
+    assert {TaskStatus.FAILED, TaskStatus.CANCELLED} == RETRYABLE_STATUSES
+    assert all(ALLOWED_TRANSITIONS[status] == {TaskStatus.PENDING}
+               for status in RETRYABLE_STATUSES)
 
 
 def test_only_a_pending_task_can_be_leased_and_only_a_leased_one_can_complete() -> None:
@@ -51,7 +56,7 @@ def test_a_held_task_waits_for_a_person_it_is_settled_but_not_ended() -> None:
 def test_the_stores_update_guard_lists_the_tables_sources() -> None:
     guard = may_become(TaskStatus.PENDING).compile(dialect=sqlite.dialect(),
                                                    compile_kwargs={"literal_binds": True})
-    assert str(guard) == "tasks.status IN ('assigned', 'held')"
+    assert str(guard) == "tasks.status IN ('assigned', 'held', 'failed', 'cancelled')"
 
 
 def test_the_recorder_sees_each_status_change_the_store_makes(store: Store) -> None:

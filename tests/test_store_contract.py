@@ -13,7 +13,7 @@ from status_recorder import recorded_transitions, start_recording
 
 from elastic.errors import StaleLease, TaskNotFound, WorkerNotFound, WrongState
 from elastic.store import Store
-from elastic.tasks import NewTask, TaskStatus, WorkerStatus, can_transition
+from elastic.tasks import NewTask, SubmitOutcome, TaskStatus, WorkerStatus, can_transition
 
 T0 = 1_000_000.0
 
@@ -532,3 +532,43 @@ def test_ended_tasks_page_by_end_time_and_a_task_ending_meanwhile_comes_last(
                         result={"success": True}, now=T0 + 4)
     assert [t.task_id for t in store.ended_tasks_page(after=after, limit=10)] == ["b", "e", "d"]
     assert [t.task_id for t in store.ended_tasks_page(since=T0 + 3, limit=10)] == ["e", "d"]
+
+
+def simulation_of(task_id: str, steps: int) -> NewTask:
+    return NewTask(task_id=task_id, type="simulation", data={
+        "algorithm": "python", "parameters": {"num_particles": 4, "num_steps": steps}})
+
+
+def fail(store: Store, task_id: str, *, now: float) -> None:
+    register(store, now=now)
+    [lease] = store.lease_tasks("w1", now=now)
+    assert lease.task.task_id == task_id
+    store.record_result(task_id, worker_id="w1", lease_token=lease.lease_token, now=now,
+                        result={"success": False, "error": "bad input", "retryable": False})
+
+
+def test_a_known_id_resubmitted_with_other_content_is_reported_and_left_alone(
+        store: Store) -> None:
+    store.submit_tasks([simulation_of("t", 1)], now=T0)
+    assert store.submit_tasks([simulation_of("t", 1)]) == [SubmitOutcome("t", created=False)]
+    [outcome] = store.submit_tasks([simulation_of("t", 2)])
+    assert (outcome.created, outcome.changed, outcome.replaced) == (False, True, False)
+    assert store.get_task("t").data["parameters"]["num_steps"] == 1
+
+
+def test_replace_requeues_a_failed_task_with_its_new_content_and_keeps_its_history(
+        store: Store) -> None:
+    store.submit_tasks([simulation_of("t", 1)], now=T0)
+    fail(store, "t", now=T0 + 1)
+    assert store.get_task("t").status is TaskStatus.FAILED
+    [outcome] = store.submit_tasks([simulation_of("t", 2)], replace=True, now=T0 + 2)
+    assert outcome.replaced
+    task = store.get_task("t")
+    assert (task.status, task.failures, task.result, task.error, task.finished_at) == (
+        TaskStatus.PENDING, 0, None, None, None)
+    [lease] = store.lease_tasks("w1", now=T0 + 3)
+    assert lease.task.data["parameters"]["num_steps"] == 2
+    assert [attempt.outcome for attempt in store.task_attempts("t")] == ["failed", "running"]
+    [again] = store.submit_tasks([simulation_of("t", 3)], replace=True, now=T0 + 4)
+    assert (again.changed, again.replaced) == (True, False)  # running: left as it is
+    assert store.get_task("t").data["parameters"]["num_steps"] == 2

@@ -122,15 +122,20 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
     def submit() -> dict[str, Any]:
         body = read_json()
         source = _source(body.pop("source", None))
+        replace = field_of(body, "replace", bool, required=False, default=False)
+        body.pop("replace", None)
         new_tasks = taskfiles.parse_task_document(body, source=source, derive_ids=False)
-        outcomes = store.submit_tasks(new_tasks)
+        outcomes = store.submit_tasks(new_tasks, replace=replace)
         if "tasks" not in body:
             return {"task_id": outcomes[0].task_id, "status": "submitted",
-                    "created": outcomes[0].created}
+                    "created": outcomes[0].created, "changed": outcomes[0].changed,
+                    "replaced": outcomes[0].replaced}
         return {"task_ids": [o.task_id for o in outcomes], "status": "submitted",
                 "created": sum(o.created for o in outcomes),
                 "duplicates": sum(not o.created for o in outcomes),
-                "known": [o.task_id for o in outcomes if not o.created]}
+                "known": [o.task_id for o in outcomes if not o.created],
+                "changed": [o.task_id for o in outcomes if o.changed],
+                "replaced": [o.task_id for o in outcomes if o.replaced]}
 
     @app.post("/api/tasks/<task_id>/result")
     def report_result(task_id: str) -> dict[str, Any]:

@@ -61,6 +61,9 @@ SEED_004_TASK = {"type": "object", "required": ["algorithm", "parameters"],
 NEW_TASK = {"anyOf": [SEED_000_TASK, SEED_004_TASK]}
 SOURCE = {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_LENGTH, "pattern": NO_NUL,
           "description": "where the tasks come from, e.g. a file name (default 'api')"}
+REPLACE = {"type": "boolean", "description": "a known task id whose content (type, data) "
+           "differs: a pending, failed or cancelled task takes the new content and goes back "
+           "in the queue, its history kept (default false: reported in 'changed', untouched)"}
 STRING_LIST = {"type": "array", "items": {"type": "string"}}
 TOKENS = {"type": "integer", "minimum": 0, "maximum": MAX_ESTIMATED_TOKENS}
 LEASE_BODY = {"type": "object", "required": ["worker_id"], "properties": {
@@ -123,11 +126,13 @@ def _register_body() -> dict[str, Any]:
 
 
 def _submit_body() -> dict[str, Any]:
-    """One task, or a task file's document, either with an optional ``source``."""
+    """One task, or a task file's document, either with an optional ``source`` and
+    ``replace``."""
     document = {"type": "object", "required": ["tasks"], "additionalProperties": False,
-                "properties": {"metadata": OBJECT, "source": SOURCE,
+                "properties": {"metadata": OBJECT, "source": SOURCE, "replace": REPLACE,
                                "tasks": {"type": "array", "minItems": 1, "items": NEW_TASK}}}
-    one_task = [{**shape, "properties": {**shape["properties"], "source": SOURCE}}
+    one_task = [{**shape, "properties": {**shape["properties"], "source": SOURCE,
+                                         "replace": REPLACE}}
                 for shape in (SEED_000_TASK, SEED_004_TASK)]
     return {"anyOf": [*one_task, document]}
 

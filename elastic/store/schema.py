@@ -43,6 +43,7 @@ tasks = Table(
     Column("algorithm", String(64)),
     Column("model", String(200)),
     Column("estimated_tokens", Integer, nullable=False, server_default="0"),
+    Column("content_hash", String(64)),
     Column("description", Text),
     Column("source", String(500)),
     Column("attempts", Integer, nullable=False, server_default="0"),

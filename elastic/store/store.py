@@ -52,6 +52,7 @@ from elastic.store.schema import (
     workers,
 )
 from elastic.tasks import (
+    RETRYABLE_STATUSES,
     SETTLED_STATUSES,
     Attempt,
     AttemptOutcome,
@@ -66,6 +67,7 @@ from elastic.tasks import (
     Worker,
     WorkerStatus,
     can_transition,
+    content_hash,
     estimate_tokens,
     finite_json,
     requirement_of,
@@ -77,6 +79,16 @@ from elastic.worker_types import default_task_types
 Result = TypeVar("Result")
 
 DB_RETRY_ATTEMPTS = 5
+# What a task resubmitted with new content takes from it (``submit_tasks(replace=True)``),
+# and how it goes back in the queue: its failures counted afresh, its attempts (and their
+# history) kept, its old outcome cleared, written to a later results file again.
+REPLACED_COLUMNS = ("type", "data", "priority", "algorithm", "model", "estimated_tokens",
+                    "content_hash", "description", "source", "timeout_seconds")
+REQUEUED_VALUES: dict[str, Any] = {
+    "status": TaskStatus.PENDING.value, "failures": 0, "worker_deaths": 0, "held_reason": None,
+    "worker_id": None, "result": None, "error": None, "checkpoint": None, "progress": None,
+    "lease_expires_at": None, "finished_at": None, "exported": 0, "export_claimed_until": None,
+    "avoid_worker_id": None, "avoid_until": None}
 EXPORT_CLAIM_SECONDS = 300.0
 PROVIDER_REQUEST_KEEP_SECONDS = 86_400.0  # the longest budget window: a day
 DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
@@ -258,26 +270,50 @@ class Store:
 
     # -- submitting ---------------------------------------------------------------------
 
-    def submit_tasks(self, new_tasks: Sequence[NewTask], *,
+    def submit_tasks(self, new_tasks: Sequence[NewTask], *, replace: bool = False,
                      now: float | None = None) -> list[SubmitOutcome]:
-        """Queue tasks all or nothing; an id that already exists is not queued again."""
+        """Queue tasks all or nothing; an id that already exists is not queued again.
+
+        A known id whose content (type and data, compared by ``content_hash``) differs
+        is ``changed``. With ``replace``, such a task that is pending, held, failed or
+        cancelled takes the new content and goes (back) to the queue, its attempt
+        history kept and its failures and worker deaths counted afresh (``replaced``); a
+        running or completed one is left as it is.
+        """
         now = self._now(now)
 
         def transaction(conn: Connection) -> list[SubmitOutcome]:
-            ids = [task.task_id for task in new_tasks]
-            existing = set(conn.scalars(select(tasks.c.task_id).where(tasks.c.task_id.in_(ids))))
+            known = {row.task_id: row for row in conn.execute(
+                select(tasks.c.task_id, tasks.c.content_hash, tasks.c.status)
+                .where(tasks.c.task_id.in_([task.task_id for task in new_tasks])))}
             outcomes, rows = [], []
             for task in new_tasks:
-                created = task.task_id not in existing
-                outcomes.append(SubmitOutcome(task.task_id, created))
-                if created:
-                    existing.add(task.task_id)
-                    rows.append(self._task_row(task, now))
+                row = self._task_row(task, now)
+                found = known.get(task.task_id)
+                if found is None:
+                    known[task.task_id] = row  # a repeat in this batch is known now
+                    rows.append(row)
+                    outcomes.append(SubmitOutcome(task.task_id, created=True))
+                    continue
+                changed = found.content_hash != row["content_hash"]
+                replaced = changed and replace and self._replace_content(conn, row, now)
+                outcomes.append(SubmitOutcome(task.task_id, created=False, changed=changed,
+                                              replaced=replaced))
             if rows:
                 conn.execute(insert(tasks), rows)
             return outcomes
 
         return self._write_transaction(transaction, notify=True)
+
+    def _replace_content(self, conn: Connection, row: Mapping[str, Any], now: float) -> bool:
+        """Give a pending, held, failed or cancelled task the content of ``row`` (a new
+        task's row) and put it in the queue; False when it is running or completed."""
+        content = {name: row[name] for name in REPLACED_COLUMNS}
+        replaceable = [TaskStatus.PENDING.value, TaskStatus.HELD.value,
+                       *(status.value for status in RETRYABLE_STATUSES)]
+        return bool(conn.execute(update(tasks).where(
+            tasks.c.task_id == row["task_id"], tasks.c.status.in_(replaceable),
+        ).values(**content, **REQUEUED_VALUES, not_before=now)).rowcount)
 
     def _task_row(self, task: NewTask, now: float) -> dict[str, Any]:
         algorithm, model = requirement_of(task.type, task.data)
@@ -286,6 +322,7 @@ class Store:
             "priority": task.priority, "status": TaskStatus.PENDING.value,
             "algorithm": algorithm, "model": model,
             "estimated_tokens": estimate_tokens(task.type, task.data),
+            "content_hash": content_hash(task.type, task.data),
             "description": task.description, "source": task.source,
             "attempts": 0, "failures": 0, "max_retries": self.max_retries,
             "timeout_seconds": task.timeout_seconds, "lease_token": 0, "created_at": now,
