@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.live import Live
 
 from elastic import __version__, config, console, taskfiles
-from elastic.errors import ConfigError, ElasticError, ServerUnreachable
+from elastic.errors import ConfigError, ElasticError, InvalidInput, ServerUnreachable
 from elastic.tasks import NewTask, Requirement, TaskStatus
 from elastic.transport import task_path, task_status_path
 from elastic.worker_types import LLM_WORKER_TYPES, WORKER_TYPES
@@ -73,23 +73,36 @@ def load_config(config_path: str | None, **overrides: Any) -> config.Config:
     settings = config.load(config_path, overrides)
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic says what it checks on every database opened: only worth reading when debugging.
+    logging.getLogger("alembic").setLevel(
+        logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)
     return settings
 
 
 def read_task_files(paths: tuple[str, ...]) -> list[NewTask]:
-    """All tasks of the given files (``-`` is stdin); a bad file stops everything."""
+    """All tasks of the given files (``-`` is stdin); a bad file stops everything.
+
+    Raises:
+        InvalidInput: naming the file that is missing, unreadable or not valid (exit 2).
+    """
     batch: list[NewTask] = []
     for path in paths:
         content = sys.stdin.read() if path == "-" else _read_file(path)
-        batch += taskfiles.parse_task_file(content, source="stdin" if path == "-" else Path(path).name)
+        try:
+            batch += taskfiles.parse_task_file(content, source="stdin" if path == "-"
+                                               else Path(path).name)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{path}: {exc.message}") from None
     return batch
 
 
 def _read_file(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such file") from None
     except OSError as exc:
-        raise ConfigError("FILE", "argument", f"a readable task file ({exc.strerror})", path) from None
+        raise InvalidInput(f"{path}: cannot read it ({exc.strerror})") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -376,10 +389,13 @@ def status(server_url: str | None, watch: bool, as_json: bool, config_path: str 
     if not watch:
         stdout.print(_status_screen(transport))
         return
-    with Live(_status_screen(transport), console=stdout, refresh_per_second=1) as live:
-        while True:
-            time.sleep(2)
-            live.update(_status_screen(transport))
+    try:
+        with Live(_status_screen(transport), console=stdout, refresh_per_second=1) as live:
+            while True:
+                time.sleep(2)
+                live.update(_status_screen(transport))
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a watch ends
 
 
 def _status_data(transport: Any) -> dict[str, Any]:

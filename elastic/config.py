@@ -125,6 +125,14 @@ def _megabytes(minimum: float) -> tuple[str, Callable[[Any], Any]]:
     return _quantity("megabytes", minimum)
 
 
+def _http_url(value: Any) -> str:
+    """An orchestrator's URL, with its scheme."""
+    url = _text(value)
+    if not url.startswith(("http://", "https://")):
+        raise ValueError
+    return url
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError
@@ -160,7 +168,8 @@ def _providers(value: Any) -> dict[str, dict[str, Any]]:
 
 
 CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "server_url": ("a URL such as http://127.0.0.1:5000", _text),
+    "server_url": ("a URL with its scheme, such as http://127.0.0.1:5000 (add http://)",
+                   _http_url),
     "database_url": ("a database URL such as sqlite:///elastic.db", _text),
     "token": ("a non-empty string", _optional_text),
     "host": ("a host name or address", _text),

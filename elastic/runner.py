@@ -72,6 +72,19 @@ def worker_types_for(batch: Sequence[NewTask], *, llm_worker_type: str) -> list[
     return list(dict.fromkeys(needed))
 
 
+def check_workers_can_start(worker_types: Sequence[str], config: Config) -> None:
+    """Open each LLM type's provider here first, so that a missing API key or SDK stops
+    the run at once with one line (exit 2), not in every worker's log after the start.
+
+    Raises:
+        MissingApiKey, MissingSdk: naming the variable to set or the extra to install.
+    """
+    from elastic.worker.presets import worker_provider
+
+    for worker_type in worker_types:
+        worker_provider(worker_type, config)
+
+
 def start_workers(server_url: str, worker_types: Sequence[str], *, per_type: int,
                   config: Config, log_folder: Path,
                   processes: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -114,10 +127,12 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     and the outcome says ``interrupted``.
 
     Raises:
-        ConfigError: ``llm_worker_type`` cannot run a task of the batch (before anything
-            is queued or started).
+        ConfigError: ``llm_worker_type`` cannot run a task of the batch, or
+            ``MissingApiKey``/``MissingSdk`` for its provider (before anything is queued
+            or started).
     """
     worker_types = worker_types_for(batch, llm_worker_type=llm_worker_type)
+    check_workers_can_start(worker_types, config)
     local = dataclasses.replace(config, host="127.0.0.1", port=0)
     orchestrator = Orchestrator(local, watch_folder=False, command="elastic run")
     orchestrator.start_in_thread()

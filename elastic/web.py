@@ -63,7 +63,9 @@ def listen(app: object, *, host: str, port: int, threads: int, **options: Any) -
 def render_bottle_error(error: bottle.HTTPError) -> str:
     """Bottle's own errors (unknown route, wrong method) as JSON."""
     bottle.response.content_type = "application/json"
-    message = {404: "not found: no such endpoint", 405: "method not allowed"}.get(
+    asked = f"{bottle.request.method} {bottle.request.path}"  # a wrong server URL shows here
+    message = {404: f"not found: no such endpoint: {asked}",
+               405: f"method not allowed: {asked}"}.get(
         error.status_code, str(error.body or error.status_line))
     return json.dumps({"error": message})
 

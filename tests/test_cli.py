@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
+import signal
 import socket
 import subprocess
 import sys
@@ -398,7 +401,8 @@ def test_a_missing_task_file_exits_2_naming_it(project_folder: Path) -> None:
     result = elastic("submit", "nowhere.json", "--server", "http://127.0.0.1:1",
                      cwd=project_folder)
     assert result.returncode == 2, (result.stdout, result.stderr)
-    assert_one_clean_error_line(result, "nowhere.json")
+    line = assert_one_clean_error_line(result, "nowhere.json", "no such file")
+    assert "config" not in line
 
 
 def test_an_error_shows_a_file_name_with_square_brackets_verbatim(project_folder: Path) -> None:
@@ -529,3 +533,91 @@ def test_an_edited_task_sent_again_is_named_and_replace_runs_its_new_content_kee
     status = requests.get(f"{server.url}/api/tasks/status/sim_cli_001", timeout=10).json()
     assert status["data"]["parameters"]["num_particles"] == 64
     assert [attempt["outcome"] for attempt in status["history"]] == ["failed", "failed"]
+
+
+# -- messages one step short -------------------------------------------------------------------
+
+def test_a_server_url_without_its_scheme_exits_2_saying_add_http(project_folder: Path) -> None:
+    result = elastic("status", "--server", "localhost:5611", cwd=project_folder)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert_one_clean_error_line(result, "localhost:5611", "add http://")
+
+
+def test_a_server_url_with_a_wrong_path_shows_the_path_asked_for(
+        start_server: Callable[..., ServerProcess], project_folder: Path) -> None:
+    server = start_server()
+    result = elastic("status", "--server", f"{server.url}/api", cwd=project_folder)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert_one_clean_error_line(result, "/api/api/")
+    assert server_log_lines(project_folder, "serving on") == 1
+
+
+def server_log_lines(folder: Path, words: str) -> int:
+    """How many lines of the server's log say ``words``."""
+    return sum(words in line for line in (folder / "server.log").read_text().splitlines())
+
+
+def test_a_broken_second_task_file_is_named(project_folder: Path) -> None:
+    good = write_json(project_folder, "good.json", {"tasks": [MUTATION]})
+    bad = write_json(project_folder, "bad.json", {"tasks": [{"type": "evolution_mutation"}]})
+    result = elastic("submit", str(good), str(bad), "--server", "http://127.0.0.1:1",
+                     cwd=project_folder)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert_one_clean_error_line(result, "bad.json", "task 0")
+
+
+def test_run_with_an_llm_type_whose_key_is_missing_exits_2_before_starting_workers(
+        project_folder: Path) -> None:
+    path = write_json(project_folder, "llm.json", {"tasks": [{"type": "agent_action", "data": {
+        "messages": [{"role": "user", "content": "hi"}]}}]})
+    result = elastic("run", str(path), "--llm-type", "groq", "--workers", "1",
+                     cwd=project_folder, timeout=60)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert_one_clean_error_line(result, "GROQ_API_KEY")
+    assert not (project_folder / "logs").exists(), "workers were started"
+
+
+def test_an_llm_worker_checks_its_key_before_importing_its_sdk(project_folder: Path) -> None:
+    result = elastic("worker", "--type", "gemini", "--server", "http://127.0.0.1:1",
+                     cwd=project_folder, env=hiding_modules(project_folder / "site", "google"))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    line = assert_one_clean_error_line(result, "GEMINI_API_KEY")
+    assert "pip install" not in line
+
+
+def test_status_watch_ends_quietly_with_exit_0_on_ctrl_c(
+        start_server: Callable[..., ServerProcess], project_folder: Path) -> None:
+    server = start_server()
+    terminal, its_end = pty.openpty()  # a terminal, as a user watches it
+    watching = subprocess.Popen([sys.executable, "-m", "elastic", "status", "--watch",
+                                 "--server", server.url], cwd=project_folder,
+                                stdout=its_end, stderr=its_end)
+    os.close(its_end)
+    shown = b""
+    try:
+        def on_screen(words: bytes) -> bool:
+            nonlocal shown
+            if select.select([terminal], [], [], 0.1)[0]:
+                shown += os.read(terminal, 65536)
+            return words in shown
+        wait_until(lambda: on_screen(b"workers"), message="the status screen")
+        watching.send_signal(signal.SIGINT)
+        watching.wait(timeout=20)
+        while select.select([terminal], [], [], 0.1)[0]:
+            shown += os.read(terminal, 65536)
+    except OSError:  # the terminal closed with the process
+        pass
+    finally:
+        os.close(terminal)
+    assert watching.returncode == 0, shown.decode(errors="replace")
+    assert b"Aborted" not in shown and b"Traceback" not in shown
+
+
+def test_a_command_on_an_existing_database_prints_no_alembic_lines(project_folder: Path) -> None:
+    from elastic.store import open_store
+
+    open_store(f"sqlite:///{project_folder}/here.db").close()
+    result = elastic("results", "export", "--db", f"sqlite:///{project_folder}/here.db",
+                     cwd=project_folder)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"using the database sqlite:///{project_folder}/here.db"]
