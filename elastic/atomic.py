@@ -1,4 +1,4 @@
-"""Files written whole or not at all, and file names that never overwrite.
+"""Files written whole or not at all, file names that never overwrite, and their time stamps.
 
 A reader (a person with ``jq``, the task_queues/ watcher) sees either the old file
 or the complete new one: the text goes to a temporary ``.<name>.<random>.tmp`` in
@@ -17,10 +17,18 @@ import errno
 import json
 import os
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 NO_HARD_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)
+
+
+def file_stamp(now: float) -> str:
+    """``YYYYMMDD_HHMMSS`` of ``now`` in the local time, for file names: the seed's shell
+    globs (``results/task_results_$(date +%Y%m%d)_*.json``) use the local date. The
+    data inside the files stays UTC."""
+    return datetime.fromtimestamp(now).strftime("%Y%m%d_%H%M%S")
 
 
 def atomic_write_text(path: Path, text: str, *, mode: int = 0o666) -> Path:

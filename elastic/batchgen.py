@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from rich.console import Console
 from rich.table import Table
 
-from elastic.atomic import atomic_write_json, unused_path
+from elastic.atomic import atomic_write_json, file_stamp, unused_path
 from elastic.errors import InvalidTask
 from elastic.executors import validate_task_data
 from elastic.kernels import KNOWN_ALGORITHMS
@@ -48,15 +48,17 @@ def build_batch(*, algorithm: str, num_particles: int, num_steps: int, seed: int
                 now: float | None = None) -> dict[str, Any]:
     """A seed-004 document of ``count`` simulation tasks, validated through taskfiles.
 
-    Task ids are ``sim_<YYYYMMDD_HHMMSS>_<batch>_<n>`` (``batch``: 4 random hex
+    Task ids are ``sim_<YYYYMMDD_HHMMSS>_<batch>_<n>`` (the local time, as the file's
+    name; ``metadata.creation_date`` is UTC; ``batch``: 4 random hex
     digits, so two batches made in the same second do not share ids).
 
     Raises:
         InvalidTask: a value is out of range, naming it.
     """
     _check_count(count)
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    prefix = f"sim_{moment:%Y%m%d_%H%M%S}_{secrets.token_hex(2)}"
+    now = time.time() if now is None else now
+    moment = datetime.fromtimestamp(now, UTC)
+    prefix = f"sim_{file_stamp(now)}_{secrets.token_hex(2)}"
     tasks = [{
         "task_id": f"{prefix}_{number:03d}",
         "algorithm": algorithm,
@@ -193,11 +195,10 @@ def write_batch(document: dict[str, Any], target: Path, *, now: float | None = N
     """Save ``document`` atomically and return where.
 
     ``target`` is a folder when it is one already or has no suffix: the file is then
-    ``lote_YYYYMMDD_HHMMSS.json`` (UTC) inside it, with ``_2``... added rather than
+    ``lote_YYYYMMDD_HHMMSS.json`` (local time) inside it, with ``_2``... added rather than
     replacing another batch. Otherwise it is the file to write (replacing any there).
     """
     if target.suffix and not target.is_dir():
         return atomic_write_json(target, document)
-    moment = datetime.fromtimestamp(time.time() if now is None else now, UTC)
-    return atomic_write_json(unused_path(target, f"{BATCH_FILE_PREFIX}{moment:%Y%m%d_%H%M%S}"),
-                             document)
+    stamp = file_stamp(time.time() if now is None else now)
+    return atomic_write_json(unused_path(target, f"{BATCH_FILE_PREFIX}{stamp}"), document)

@@ -17,7 +17,7 @@ under its name by the next scan of any process.
 
 An accepted file is queued whole (one transaction, or one request to the
 orchestrator: ``TaskQueue``) and moved to
-``processed/YYYYMMDD_HHMMSS_<name>.json`` (UTC); a rejected one to
+``processed/YYYYMMDD_HHMMSS_<name>.json`` (local time); a rejected one to
 ``rejected/<name>.json`` beside ``<name>.error.json``, which says why; neither
 move ever replaces a file. Task ids (given, or derived from the file's content)
 make a second ingest of the same file, after a crash between queueing and moving
@@ -36,11 +36,10 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from elastic.atomic import atomic_write_json, move_to_unused
+from elastic.atomic import atomic_write_json, file_stamp, move_to_unused
 from elastic.errors import InvalidTask, ServerUnreachable
 from elastic.taskfiles import parse_task_file
 from elastic.tasks import NewTask, SubmitOutcome, iso
@@ -242,7 +241,7 @@ def queue_file(queue: TaskQueue, path: Path, tasks: list[NewTask], *,
             return None
         outcomes = queue.submit_tasks(tasks)
         target = move_to_unused(taken, path.parent / PROCESSED_FOLDER,
-                                f"{_stamp(now)}_{path.stem}", path.suffix)
+                                f"{file_stamp(now)}_{path.stem}", path.suffix)
     created = sum(outcome.created for outcome in outcomes)
     return AcceptedFile(path.name, target, created, len(outcomes) - created)
 
@@ -331,9 +330,6 @@ def _process_alive(pid: str) -> bool:
         return True
     return True
 
-
-def _stamp(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y%m%d_%H%M%S")
 
 
 class FolderWatcher:

@@ -20,11 +20,10 @@ import secrets
 import textwrap
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from elastic.atomic import atomic_write_json, write_new_json
+from elastic.atomic import atomic_write_json, file_stamp, write_new_json
 from elastic.seed004 import results_document, stats_summary, task_result_entry
 from elastic.tasks import Task, iso
 from elastic.transport import Transport
@@ -42,7 +41,8 @@ CSV_FIELDS = ("task_id", "type", "status", "algorithm", "priority", "priority_va
 
 
 def write_results_file(store: Store, folder: Path, *, now: float | None = None) -> Path | None:
-    """Write ``task_results_YYYYMMDD_HHMMSS.json`` (UTC) for the tasks ended since the last one.
+    """Write ``task_results_YYYYMMDD_HHMMSS.json`` (local time) for the tasks ended since the
+    last one.
 
     A file of the same second is never overwritten (``_2``, ``_3``... is added), even
     by a replica writing into the same folder at the same moment. The tasks are
@@ -59,7 +59,7 @@ def write_results_file(store: Store, folder: Path, *, now: float | None = None) 
         return None
     now = time.time() if now is None else now
     document = {**results_document(store, ended, now=now), "export_batch": batch}
-    path = write_new_json(folder, f"{RESULTS_PREFIX}{_stamp(now)}", document)
+    path = write_new_json(folder, f"{RESULTS_PREFIX}{file_stamp(now)}", document)
     store.mark_exported([task.task_id for task in ended])
     return path
 
@@ -184,6 +184,3 @@ def _write_csv(entries: Iterable[dict[str, Any]], out: TextIO) -> int:
         count += 1
     return count
 
-
-def _stamp(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y%m%d_%H%M%S")

@@ -37,6 +37,10 @@ SCRUBBED_ENV = ("MAX_TASK_RETRIES", "WORKER_TIMEOUT", "TASK_DISTRIBUTION_INTERVA
 for name in list(os.environ):
     if name.startswith("ELASTIC_") or name in SCRUBBED_ENV:
         del os.environ[name]
+# File names carry the local time: the tests run in UTC on every machine (those about the
+# local time switch zone themselves, see test_local_time_names.py).
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_TEMPLATE = f"elastic_test_template_{os.getpid()}"
