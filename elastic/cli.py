@@ -491,6 +491,15 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
 
         outcome = runner.run_batch(batch, settings, workers_per_type=workers_per_type,
                                    llm_worker_type=llm_type, replace=replace, on_progress=show)
+    _print_batch_outcome(outcome, replace=replace)
+    if outcome.interrupted:
+        sys.exit(INTERRUPTED_EXIT_CODE)
+    sys.exit(0 if outcome.all_completed else 1)
+
+
+def _print_batch_outcome(outcome: Any, *, replace: bool) -> None:
+    """What ``elastic run`` did: known tasks, the summary, held tasks, the results files,
+    and, when Ctrl-C cut it short, what went back to the queue."""
     if outcome.already_known:
         stdout.print(f"{outcome.already_known} task(s) were already in the database "
                      "(same task_id): shown as they ended, not run again")
@@ -508,8 +517,6 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
         stderr.print(f"interrupted: {left} unfinished task(s) went back to the queue, not "
                      "counted as failures; run the same command again to finish them",
                      highlight=False)
-        sys.exit(INTERRUPTED_EXIT_CODE)
-    sys.exit(0 if outcome.all_completed else 1)
 
 
 @main.command("new-batch")

@@ -539,12 +539,15 @@ def simulation_of(task_id: str, steps: int) -> NewTask:
         "algorithm": "python", "parameters": {"num_particles": 4, "num_steps": steps}})
 
 
-def fail(store: Store, task_id: str, *, now: float) -> None:
+def fail(store: Store, task_id: str, *, now: float) -> float:
+    """Fail ``task_id`` until its retries are used up (each retry past its backoff); the time."""
     register(store, now=now)
-    [lease] = store.lease_tasks("w1", now=now)
-    assert lease.task.task_id == task_id
-    store.record_result(task_id, worker_id="w1", lease_token=lease.lease_token, now=now,
-                        result={"success": False, "error": "bad input", "retryable": False})
+    while store.get_task(task_id).status is not TaskStatus.FAILED:
+        now += 100
+        [lease] = store.lease_tasks("w1", now=now)
+        store.record_result(task_id, worker_id="w1", lease_token=lease.lease_token, now=now,
+                            result={"success": False, "error": "flaky"})
+    return now
 
 
 def test_a_known_id_resubmitted_with_other_content_is_reported_and_left_alone(
@@ -559,16 +562,16 @@ def test_a_known_id_resubmitted_with_other_content_is_reported_and_left_alone(
 def test_replace_requeues_a_failed_task_with_its_new_content_and_keeps_its_history(
         store: Store) -> None:
     store.submit_tasks([simulation_of("t", 1)], now=T0)
-    fail(store, "t", now=T0 + 1)
-    assert store.get_task("t").status is TaskStatus.FAILED
-    [outcome] = store.submit_tasks([simulation_of("t", 2)], replace=True, now=T0 + 2)
+    now = fail(store, "t", now=T0)
+    [outcome] = store.submit_tasks([simulation_of("t", 2)], replace=True, now=now + 1)
     assert outcome.replaced
     task = store.get_task("t")
     assert (task.status, task.failures, task.result, task.error, task.finished_at) == (
         TaskStatus.PENDING, 0, None, None, None)
-    [lease] = store.lease_tasks("w1", now=T0 + 3)
+    [lease] = store.lease_tasks("w1", now=now + 2)
     assert lease.task.data["parameters"]["num_steps"] == 2
-    assert [attempt.outcome for attempt in store.task_attempts("t")] == ["failed", "running"]
-    [again] = store.submit_tasks([simulation_of("t", 3)], replace=True, now=T0 + 4)
+    assert [attempt.outcome for attempt in store.task_attempts("t")] == ["failed"] * 3 + [
+        "running"]
+    [again] = store.submit_tasks([simulation_of("t", 3)], replace=True, now=now + 3)
     assert (again.changed, again.replaced) == (True, False)  # running: left as it is
     assert store.get_task("t").data["parameters"]["num_steps"] == 2
