@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import requests
 from conftest import ServerProcess, free_port, wait_until
@@ -35,18 +36,38 @@ def fastest_algorithm() -> str:
     return "cython" if "cython" in available_algorithms() else "numpy"
 
 
+def steps_lasting(seconds: float, algorithm: str, particles: int) -> int:
+    """How many steps of ``algorithm`` take about ``seconds`` on this machine right now."""
+    probe, elapsed = 500, 0.0
+    while elapsed < 1.0 and probe < 10_000_000:  # long enough that set-up costs do not count
+        probe *= 2
+        params = parse_simulation_params(
+            {"num_particles": particles, "num_steps": probe, "seed": 11})
+        started = time.perf_counter()
+        run_simulation(params, algorithm=algorithm)
+        elapsed = time.perf_counter() - started
+    return int(probe * seconds / elapsed)
+
+
 def test_a_kernel_running_for_several_lease_lengths_completes_once_never_requeued(
         start_server: Starter, start_worker: WorkerStarter) -> None:
-    server = start_server()
-    start_worker(server.url, worker_id="steady")
-    # lease_seconds is 3 s in the test config; this run takes well over 9 s.
-    task_id = submit_one(server.url, "marathon", fastest_algorithm(), 1500, 80_000)
-    started = time.monotonic()
+    # Short leases (1.5 s, renewed every 0.25 s) and a run sized to this machine's speed:
+    # about 10 s of work, so it outlives three leases even if the machine gets twice as fast.
+    short_leases = {"ELASTIC_LEASE_SECONDS": "1.5", "ELASTIC_WORKER_TIMEOUT_SECONDS": "1.5",
+                    "ELASTIC_HEARTBEAT_INTERVAL_SECONDS": "0.25"}
+    server = start_server(env=short_leases)
+    start_worker(server.url, worker_id="steady", env=short_leases)
+    algorithm, particles = fastest_algorithm(), 1500
+    task_id = submit_one(server.url, "marathon", algorithm, particles,
+                         steps_lasting(10.0, algorithm, particles))
     ended = wait_until(lambda: (s := status(server.url, task_id, wait=5))["finished_at"] and s,
                        timeout=240, message="the long task to end")
-    assert time.monotonic() - started > 9, "the run was too short to outlive three leases"
     assert ended["status"] == "completed"
-    assert [a["outcome"] for a in ended["history"]] == ["completed"]
+    [attempt] = ended["history"]
+    assert attempt["outcome"] == "completed"
+    ran_for = (datetime.fromisoformat(attempt["ended_at"])
+               - datetime.fromisoformat(attempt["started_at"])).total_seconds()
+    assert ran_for > 3 * 1.5, f"the run lasted {ran_for:.1f} s, too short to outlive three leases"
 
 
 def test_cancel_stops_a_running_kernel_within_a_second(
