@@ -16,8 +16,9 @@ backed by the orchestrator's ``/api/providers/<name>/...`` routes
 The worker's own limits (its ``[providers.<name>.limits]``) still apply to itself: a
 local ``ProviderLimiter`` mirrors every request this worker makes, and the allowance
 is the tighter of the two. When the orchestrator cannot be asked, that local limiter
-decides alone, which is logged once per switch, and the orchestrator is asked again
-after ``local_retry_seconds``. Times from the orchestrator are turned into this
+decides alone, which is logged once per switch; reads ask the orchestrator again after
+``local_retry_seconds``, a reservation asks it every time (so an orchestrator that is
+back counts every request sent). Times from the orchestrator are turned into this
 machine's clock through the ``server_time`` of each answer.
 """
 
@@ -111,8 +112,11 @@ class SharedLimiter:
         started = time.monotonic()
         while True:
             waited = time.monotonic() - started
+            # Always asked, even while reads decide locally: an orchestrator that is back
+            # must count this request, or the workers together overrun the shared budget.
             answer = self._ask("POST", "/reserve", json={
-                "estimated_tokens": min(tokens, MAX_TOKENS_SENT), "worker_id": self.worker_id})
+                "estimated_tokens": min(tokens, MAX_TOKENS_SENT), "worker_id": self.worker_id},
+                always=True)
             if answer is None or answer.get("granted"):
                 mirror = self.fallback.reserve(tokens, now + waited)
                 reservation_id = None if answer is None else str(answer["reservation_id"])
@@ -187,11 +191,12 @@ class SharedLimiter:
     # -- talking to the orchestrator -----------------------------------------------------
 
     def _ask(self, method: str, path: str, *, json: Any = None,
-             params: dict[str, Any] | None = None,
-             missing_ok: bool = False) -> dict[str, Any] | None:
-        """The orchestrator's answer for this provider's ``path``, or None to decide locally."""
+             params: dict[str, Any] | None = None, missing_ok: bool = False,
+             always: bool = False) -> dict[str, Any] | None:
+        """The orchestrator's answer for this provider's ``path``, or None to decide locally
+        (without asking while a recent failure says so, unless ``always``)."""
         with self._state_lock:
-            if time.monotonic() < self._local_until:
+            if time.monotonic() < self._local_until and not always:
                 return None
         if self.key_id and method == "GET":
             params = {**(params or {}), "key_id": self.key_id}
