@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -171,16 +172,21 @@ def test_a_run_within_the_time_limit_runs() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["python", "numpy", "cython"])
-def test_the_time_estimate_is_within_a_factor_of_ten_of_the_run(algorithm: str) -> None:
-    # Loose on purpose: the machine running the tests may be busy with other work.
+def test_the_time_estimate_is_within_a_factor_of_ten_of_the_run(
+        algorithm: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Calibration and run both timed in CPU time: other work on a busy machine stretches
+    # wall-clock time unevenly (a run measured under a load of 15 took 22x its estimate).
     if algorithm not in kernels.ALGORITHMS:
         pytest.skip(f"{algorithm} not built here")
+    monkeypatch.setattr(cost.time, "perf_counter", time.process_time)
     count, steps = {"python": (300, 20), "numpy": (3000, 60), "cython": (5000, 1000)}[algorithm]
     params = parse_simulation_params({"num_particles": count, "num_steps": steps,
                                       "sample_every": steps // 10})
     factor = cost.measure_speed_factor(kernels.ALGORITHMS[algorithm], algorithm)
     estimate = cost.estimate_seconds(params, algorithm, speed_factor=factor)
-    measured = kernels.run_simulation(params, algorithm=algorithm)["execution_time_s"]
+    began = time.process_time()
+    kernels.run_simulation(params, algorithm=algorithm)
+    measured = time.process_time() - began
     assert estimate / 10 < measured < estimate * 10
 
 
