@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import requests
 from conftest import ServerProcess, free_port, wait_until
@@ -36,32 +37,36 @@ def fastest_algorithm() -> str:
     return "cython" if "cython" in available_algorithms() else "numpy"
 
 
-def steps_lasting(seconds: float, algorithm: str, particles: int) -> int:
-    """How many steps of ``algorithm`` take about ``seconds`` on this machine right now."""
-    probe, elapsed = 500, 0.0
-    while elapsed < 1.0 and probe < 10_000_000:  # long enough that set-up costs do not count
-        probe *= 2
-        params = parse_simulation_params(
-            {"num_particles": particles, "num_steps": probe, "seed": 11})
-        started = time.perf_counter()
-        run_simulation(params, algorithm=algorithm)
-        elapsed = time.perf_counter() - started
-    return int(probe * seconds / elapsed)
+def finished(url: str, task_id: str) -> Any:
+    """The task's status once it has ended."""
+    return wait_until(lambda: (s := status(url, task_id, wait=5))["finished_at"] and s,
+                      timeout=240, message=f"{task_id} to end")
+
+
+def steps_lasting(seconds: float, url: str, algorithm: str, particles: int) -> int:
+    """How many steps take about ``seconds`` on the server's worker right now: probe runs
+    on that worker, doubled until one lasts a second (set-up costs then do not count)."""
+    steps, elapsed = 1000, 0.0
+    for probe in range(12):
+        if elapsed >= 1.0:
+            break
+        steps *= 2
+        task_id = submit_one(url, f"probe-{probe}", algorithm, particles, steps)
+        elapsed = float(finished(url, task_id)["execution_time"])
+    return int(steps * seconds / elapsed)
 
 
 def test_a_kernel_running_for_several_lease_lengths_completes_once_never_requeued(
         start_server: Starter, start_worker: WorkerStarter) -> None:
-    # Short leases (1.5 s, renewed every 0.25 s) and a run sized to this machine's speed:
-    # about 10 s of work, so it outlives three leases even if the machine gets twice as fast.
+    # Short leases (1.5 s, renewed every 0.25 s) and a run sized on the worker itself to
+    # about 15 s, so it outlives three leases even if the machine gets three times faster.
     short_leases = {"ELASTIC_LEASE_SECONDS": "1.5", "ELASTIC_WORKER_TIMEOUT_SECONDS": "1.5",
                     "ELASTIC_HEARTBEAT_INTERVAL_SECONDS": "0.25"}
     server = start_server(env=short_leases)
     start_worker(server.url, worker_id="steady", env=short_leases)
     algorithm, particles = fastest_algorithm(), 1500
-    task_id = submit_one(server.url, "marathon", algorithm, particles,
-                         steps_lasting(10.0, algorithm, particles))
-    ended = wait_until(lambda: (s := status(server.url, task_id, wait=5))["finished_at"] and s,
-                       timeout=240, message="the long task to end")
+    steps = steps_lasting(15.0, server.url, algorithm, particles)
+    ended = finished(server.url, submit_one(server.url, "marathon", algorithm, particles, steps))
     assert ended["status"] == "completed"
     [attempt] = ended["history"]
     assert attempt["outcome"] == "completed"
