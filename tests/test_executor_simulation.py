@@ -143,6 +143,32 @@ def test_cancelling_stops_the_run_at_its_next_chunk() -> None:
     assert reported == [1 / 40]
 
 
+class CancelledOnThirdLook(ExecutionContext):
+    """A context whose task is cancelled while the run looks for the third time."""
+
+    looks = 0
+
+    def check_cancelled(self) -> None:
+        """Count the look; the third one finds the task cancelled."""
+        self.looks += 1
+        if self.looks == 3:
+            self.cancelled.set()
+        super().check_cancelled()
+
+
+def test_the_python_kernel_hears_a_cancel_inside_a_step() -> None:
+    # 10,000 particles: the first force pass alone looks for a cancel ten times, so a
+    # cancel stops it before any step (a step at 200,000 particles takes seconds).
+    progress: list[float] = []
+    context = CancelledOnThirdLook(task_id="sim_big", on_progress=progress.append)
+    executor = Simulation(chunk_seconds=0.0)
+    task = executor.validate({"algorithm": "python",
+                              "parameters": {"num_particles": 10_000, "num_steps": 5}})
+    with pytest.raises(TaskCancelled):
+        executor.run(task, context)
+    assert context.looks == 3 and progress == []
+
+
 def test_a_task_cancelled_before_it_starts_does_no_work() -> None:
     context, progress, _ = recording_context()
     context.cancelled.set()

@@ -88,7 +88,8 @@ class Simulation:
 
         Raises:
             InvalidTask: the run would need more than ``memory_limit_mb``.
-            TaskCancelled: from ``context`` at the next chunk after a cancel.
+            TaskCancelled: from ``context`` at the next chunk after a cancel (inside a
+                step of the python kernel).
             UnavailableAlgorithm: the algorithm is not built on this machine.
         """
         self._refuse_over_memory_limit(task)
@@ -101,7 +102,8 @@ class Simulation:
         reporter = _ChunkReporter(context, num_steps=task.parameters.num_steps)
         result = run_simulation(task.parameters, algorithm=task.algorithm,
                                 on_chunk=reporter.record_chunk, resume_from=resume_from,
-                                chunk_seconds=self.chunk_seconds)
+                                chunk_seconds=self.chunk_seconds,
+                                interrupt=context.check_cancelled)
         reporter.finish()
         resumed_from_step = resume_from["step"] if resume_from else 0
         return {"success": True, **result, "resumed_from_step": resumed_from_step,

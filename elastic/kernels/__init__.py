@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -70,7 +70,8 @@ def is_checkpoint_of(state: Any, params: SimulationParams, *, algorithm: str) ->
 def run_simulation(params: SimulationParams, *, algorithm: str,
                    on_chunk: ChunkCallback | None = None,
                    resume_from: Mapping[str, Any] | None = None,
-                   chunk_seconds: float = 0.2) -> dict[str, Any]:
+                   chunk_seconds: float = 0.2,
+                   interrupt: Callable[[], None] | None = None) -> dict[str, Any]:
     """Run (or resume) a simulation and return the spec's result.
 
     Args:
@@ -83,6 +84,8 @@ def run_simulation(params: SimulationParams, *, algorithm: str,
         resume_from: a checkpoint from ``on_chunk`` of the same parameters and
             algorithm; the result is bit-identical to a run that was never stopped.
         chunk_seconds: the wanted time between two ``on_chunk`` calls.
+        interrupt: called every few thousand particles inside a step of the python
+            kernel (whose steps may last seconds); an exception raised here stops the run.
 
     ``execution_time_s`` is the wall time of this call plus that of the attempts
     before the checkpoint; ``memory_peak_mb`` is measured (see ``kernels.memory``).
@@ -96,4 +99,4 @@ def run_simulation(params: SimulationParams, *, algorithm: str,
     """
     return driver.run_with_kernel(params, algorithm=algorithm, kernel=kernel_for(algorithm),
                                   on_chunk=on_chunk, resume_from=resume_from,
-                                  chunk_seconds=chunk_seconds)
+                                  chunk_seconds=chunk_seconds, interrupt=interrupt)

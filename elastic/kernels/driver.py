@@ -149,19 +149,25 @@ def read_checkpoint(state: Any, params: SimulationParams, *,
     return saved if is_same_run and is_sound else None
 
 
-def _new_workspace(kernel: ModuleType, params: SimulationParams) -> Any:
-    """The kernel's workspace for ``params.threads`` threads."""
+def _new_workspace(kernel: ModuleType, params: SimulationParams,
+                   interrupt: Callable[[], None] | None) -> Any:
+    """The kernel's workspace for ``params.threads`` threads; ``interrupt`` goes to a
+    kernel whose workspace takes one (the python kernel's steps may last seconds)."""
     try:
-        return kernel.Workspace(threads=params.threads)
+        workspace = kernel.Workspace(threads=params.threads)
     except ValueError as error:
         raise InvalidTask(str(error), field="parameters.threads") from error
+    if interrupt is not None and hasattr(workspace, "interrupt"):
+        workspace.interrupt = interrupt
+    return workspace
 
 
-def start_run(params: SimulationParams, algorithm: str, kernel: ModuleType) -> _Run:
+def start_run(params: SimulationParams, algorithm: str, kernel: ModuleType, *,
+              interrupt: Callable[[], None] | None = None) -> _Run:
     """A run at step 0, with the initial forces computed and step 0 observed."""
     positions, velocities = build_initial_state(params)
     forces = np.zeros_like(positions)
-    workspace = _new_workspace(kernel, params)
+    workspace = _new_workspace(kernel, params, interrupt)
     potential = kernel.compute_forces(positions, forces, box_length=params.box_length,
                                       cutoff=params.cutoff, workspace=workspace)
     run = _Run(params=params, algorithm=algorithm, kernel=kernel, workspace=workspace,
@@ -174,14 +180,15 @@ def start_run(params: SimulationParams, algorithm: str, kernel: ModuleType) -> _
 
 
 def resume_run(params: SimulationParams, algorithm: str, kernel: ModuleType,
-               state: Mapping[str, Any]) -> _Run:
+               state: Mapping[str, Any], *,
+               interrupt: Callable[[], None] | None = None) -> _Run:
     """A run at a checkpoint's step; F is recomputed from x, giving the same bits."""
     saved = read_checkpoint(state, params, algorithm=algorithm)
     if saved is None:
         raise InvalidTask(f"not a checkpoint of this {algorithm} run with these parameters",
                           field="resume_from")
     forces = np.zeros_like(saved.positions)
-    workspace = _new_workspace(kernel, params)
+    workspace = _new_workspace(kernel, params, interrupt)
     potential = kernel.compute_forces(saved.positions, forces, box_length=params.box_length,
                                       cutoff=params.cutoff, workspace=workspace)
     workspace.pair_evaluations = saved.pair_evaluations  # this pass is not one of the run's
@@ -273,14 +280,15 @@ def result_of(run: _Run, *, execution_time_s: float, memory_peak_mb: float) -> d
 
 def run_with_kernel(params: SimulationParams, *, algorithm: str, kernel: ModuleType,
                     on_chunk: ChunkCallback | None, resume_from: Mapping[str, Any] | None,
-                    chunk_seconds: float) -> dict[str, Any]:
+                    chunk_seconds: float,
+                    interrupt: Callable[[], None] | None = None) -> dict[str, Any]:
     """``run_simulation`` once the kernel module is known."""
     started = time.perf_counter()
     with MemoryPeak() as memory:
         if resume_from is None:
-            run = start_run(params, algorithm, kernel)
+            run = start_run(params, algorithm, kernel, interrupt=interrupt)
         else:
-            run = resume_run(params, algorithm, kernel, resume_from)
+            run = resume_run(params, algorithm, kernel, resume_from, interrupt=interrupt)
         integrate_in_chunks(run, on_chunk=on_chunk, chunk_seconds=chunk_seconds,
                             started=started)
     elapsed = run.earlier_seconds + time.perf_counter() - started

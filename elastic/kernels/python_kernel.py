@@ -19,7 +19,8 @@ pairs beyond the cutoff add nothing, so the sums are bit for bit those of the al
 loop. ``workspace.pair_evaluations`` counts the pairs inside the cutoff whose force was
 computed (every force pass, the initial one included), and ``workspace.virial`` is the
 pair virial ``sum r_ij . f_ij`` of the last pass that computed the energy (the one the
-function returned); without a workspace a call builds a list of its own.
+function returned); without a workspace a call builds a list of its own. This kernel's
+workspace also has ``interrupt``, called every few thousand particles inside a step.
 
 The arithmetic is written so that the other kernels can repeat it operation for
 operation: ``cython_kernel`` and ``numpy_kernel`` give bit-identical results.
@@ -28,6 +29,7 @@ operation: ``cython_kernel`` and ``numpy_kernel`` give bit-identical results.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -36,6 +38,8 @@ DEFAULT_SKIN_LENGTH = 0.3
 # Positions and distances carry rounding errors of about box_length * 2**-52: the
 # rebuild test keeps this much margin (relative to the box) so no pair is ever missed.
 ROUNDING_MARGIN = 1e-9
+# Particles between two calls of a workspace's ``interrupt`` (a few ms of this kernel).
+INTERRUPT_EVERY = 2048
 
 Coordinates = list[float]
 
@@ -59,6 +63,9 @@ class Workspace:
         if not skin > 0:
             raise ValueError(f"skin must be positive, got {skin!r}")
         self.skin = skin
+        # Called every INTERRUPT_EVERY particles inside a step; it raises to stop the run
+        # (a step of this kernel at 200,000 particles lasts seconds, a cancel must not).
+        self.interrupt: Callable[[], None] = _carry_on
         self.pair_evaluations = 0
         self.virial = math.nan
         self.list_builds = 0
@@ -76,7 +83,8 @@ class Workspace:
                 limit=0.5 * self.skin - ROUNDING_MARGIN * (box_length + cutoff)):
             return
         self.neighbours = build_neighbour_list(xs, ys, box_length=box_length,
-                                               radius=cutoff + self.skin)
+                                               radius=cutoff + self.skin,
+                                               interrupt=self.interrupt)
         self._built_xs, self._built_ys = list(xs), list(ys)
         self._built_for = shape
         self.list_builds += 1
@@ -88,7 +96,8 @@ def compute_forces(positions: np.ndarray, forces: np.ndarray, *, box_length: flo
     workspace = workspace or Workspace()
     xs, ys = positions[:, 0].tolist(), positions[:, 1].tolist()
     workspace.refresh(xs, ys, box_length=box_length, cutoff=cutoff)
-    sums = pair_forces(xs, ys, workspace.neighbours, box_length=box_length, cutoff=cutoff)
+    sums = pair_forces(xs, ys, workspace.neighbours, box_length=box_length, cutoff=cutoff,
+                       interrupt=workspace.interrupt)
     workspace.pair_evaluations += sums.evaluated
     workspace.virial = sums.virial
     forces[:, 0] = sums.fx
@@ -114,7 +123,8 @@ def integrate_steps(positions: np.ndarray, velocities: np.ndarray, forces: np.nd
             ys[k] = wrap_coordinate(ys[k] + dt * vy[k], box_length)
         workspace.refresh(xs, ys, box_length=box_length, cutoff=cutoff)
         fx, fy, energy, workspace.virial, evaluated = pair_forces(
-            xs, ys, workspace.neighbours, box_length=box_length, cutoff=cutoff)
+            xs, ys, workspace.neighbours, box_length=box_length, cutoff=cutoff,
+            interrupt=workspace.interrupt)
         workspace.pair_evaluations += evaluated
         for k in range(len(xs)):
             vx[k] += half_dt * fx[k]
@@ -123,6 +133,10 @@ def integrate_steps(positions: np.ndarray, velocities: np.ndarray, forces: np.nd
     velocities[:, 0], velocities[:, 1] = vx, vy
     forces[:, 0], forces[:, 1] = fx, fy
     return energy
+
+
+def _carry_on() -> None:
+    """The interrupt of a run nobody stops."""
 
 
 def wrap_coordinate(value: float, box_length: float) -> float:
@@ -136,12 +150,15 @@ def minimum_image(delta: float, box_length: float) -> float:
 
 
 def pair_forces(xs: Coordinates, ys: Coordinates, neighbours: list[list[int]], *,
-                box_length: float, cutoff: float) -> PairSums:
+                box_length: float, cutoff: float,
+                interrupt: Callable[[], None] | None = None) -> PairSums:
     """Forces, potential energy, virial and the number of pairs inside the cutoff.
 
     Visits the listed pairs i < j in order; ``neighbours[i]`` must hold, ascending,
-    every j > i closer than the cutoff (and may hold more).
+    every j > i closer than the cutoff (and may hold more). ``interrupt`` is called
+    every ``INTERRUPT_EVERY`` particles and may raise to stop.
     """
+    interrupt = interrupt or _carry_on
     floor = math.floor
     count = len(xs)
     fx, fy = [0.0] * count, [0.0] * count
@@ -151,6 +168,8 @@ def pair_forces(xs: Coordinates, ys: Coordinates, neighbours: list[list[int]], *
     virial = 0.0
     evaluated = 0
     for i in range(count):
+        if i % INTERRUPT_EVERY == 0:
+            interrupt()
         xi, yi = xs[i], ys[i]
         fxi, fyi = fx[i], fy[i]
         for j in neighbours[i]:
@@ -190,18 +209,23 @@ def cells_per_side(box_length: float, radius: float) -> int:
 
 
 def build_neighbour_list(xs: Coordinates, ys: Coordinates, *, box_length: float,
-                         radius: float) -> list[list[int]]:
+                         radius: float,
+                         interrupt: Callable[[], None] | None = None) -> list[list[int]]:
     """For each i, the j > i whose minimum-image distance is below ``radius``, ascending.
 
     Candidates come from the particle's cell and the eight around it (every j > i when
-    fewer than three cells fit across the box, where those would repeat).
+    fewer than three cells fit across the box, where those would repeat). ``interrupt``
+    is called every ``INTERRUPT_EVERY`` particles and may raise to stop.
     """
+    interrupt = interrupt or _carry_on
     count = len(xs)
     side = cells_per_side(box_length, radius)
     cells = _sort_into_cells(xs, ys, side=side, box_length=box_length) if side >= 3 else []
     radius_sq = radius * radius
     neighbours = []
     for i in range(count):
+        if i % INTERRUPT_EVERY == 0:
+            interrupt()
         candidates = (_cell_candidates(i, xs, ys, cells, side=side, box_length=box_length)
                       if side >= 3 else range(i + 1, count))
         close = []
