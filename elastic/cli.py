@@ -11,15 +11,12 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import click
 from rich.console import Console
@@ -150,56 +147,114 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @server_option
 @click.option("--type", "worker_type", default="simulation", show_default=True,
               type=click.Choice(list(WORKER_TYPES)),
               help="What this worker runs.")
-@click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<random>).")
+@click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<slot>, stable "
+              "across restarts).")
+@click.option("--slot", type=click.IntRange(0, 255),
+              help="Slot of the default id (default: the lowest this host does not run).")
 @click.option("--capacity", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Tasks run at the same time.")
+@click.option("--processes", help="MIN:MAX: run a pool of worker processes that grows while "
+              "tasks it can run wait and shrinks when idle.")
 @click.option("--port", type=int, help="Also serve /health /status /history /metrics here.")
+@click.option("--status-host", help="Address the --port binds (default 127.0.0.1; another "
+              "needs a token).")
 @click.option("--capabilities", "capabilities_json", help="JSON object widening the defaults.")
 @config_option
+@click.pass_context
 @reports_errors
-def worker(server_url: str | None, worker_type: str, worker_id: str | None, capacity: int,
-           port: int | None, capabilities_json: str | None, config_path: str | None) -> None:
+def worker(context: click.Context, server_url: str | None, worker_type: str,
+           worker_id: str | None, slot: int | None, capacity: int, processes: str | None,
+           port: int | None, status_host: str | None, capabilities_json: str | None,
+           config_path: str | None) -> None:
     """Run a worker: register, lease tasks, execute them, heartbeat, report.
 
     Example:
 
         elastic worker --type simulation --capacity 2 --server http://127.0.0.1:5000
+
+        elastic worker --type simulation --processes 1:4
     """
+    if context.invoked_subcommand is not None:
+        return
+    settings = load_config(config_path, server_url=server_url)
+    if processes is not None:
+        from elastic.worker.pool import run_pool
+
+        exit_code = run_pool(settings, worker_type=worker_type, processes=processes,
+                             child_options=_pool_child_options(context, config_path))
+        sys.exit(exit_code)
+    _run_worker(settings, worker_type=worker_type, worker_id=worker_id, slot=slot,
+                capacity=capacity, status_address=_status_address(settings, status_host, port),
+                extra=_parse_json_option("capabilities", capabilities_json))
+
+
+def _pool_child_options(context: click.Context, config_path: str | None) -> list[str]:
+    """The flags each child of a pool gets: the pool's own, but for --processes and --id."""
+    options: list[str] = []
+    for name, flag in (("server_url", "--server"), ("capacity", "--capacity"),
+                       ("capabilities_json", "--capabilities")):
+        if context.params.get(name) is not None:
+            options += [flag, str(context.params[name])]
+    if config_path is not None:
+        options += ["--config", str(Path(config_path).resolve())]
+    if context.params.get("worker_id") is not None:
+        raise ConfigError("id", "flag", "no --id with --processes (children take "
+                          "<type>-<host>-<slot>)", context.params["worker_id"])
+    return options
+
+
+def _status_address(settings: config.Config, host: str | None,
+                    port: int | None) -> tuple[str, int] | None:
+    """Where the worker's status server binds, checked: beyond loopback only behind a token."""
+    if port is None:
+        return None
+    host = host or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+        raise ConfigError("status-host", "flag", "a loopback address, or set a token "
+                          "(ELASTIC_TOKEN) to guard the status port", host)
+    return host, port
+
+
+def _run_worker(settings: config.Config, *, worker_type: str, worker_id: str | None,
+                slot: int | None, capacity: int, status_address: tuple[str, int] | None,
+                extra: dict[str, Any]) -> None:
+    """Run one worker process until it is stopped, then exit at once."""
     from elastic.executors import EXECUTORS
     from elastic.executors.simulation import Simulation
     from elastic.providers.shared_limits import share_budget
     from elastic.transport import Transport
     from elastic.worker.loop import WorkerLoop, WorkerSettings
     from elastic.worker.presets import worker_capabilities, worker_provider
+    from elastic.worker.slots import claim_slot, state_file
     from elastic.worker.status_server import start_status_server
 
-    settings = load_config(config_path, server_url=server_url)
-    extra = _parse_json_option("capabilities", capabilities_json)
+    state = settings.resolve(settings.state_path)
+    slot_lock = None if worker_id else claim_slot(state, worker_type, slot=slot)
+    worker_id = worker_id or slot_lock.worker_id
     provider = worker_provider(worker_type, settings)
     worker_settings = WorkerSettings(
-        worker_id=worker_id or f"{worker_type}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
-        worker_type=worker_type, capacity=capacity,
+        worker_id=worker_id, worker_type=worker_type, capacity=capacity,
         capabilities=worker_capabilities(worker_type, extra, provider=provider),
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         poll_wait_seconds=settings.poll_interval_seconds,
         checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
         max_task_seconds=settings.max_task_seconds or None,
-        secret_path=_secret_path(settings, worker_id))
+        secret_path=state_file(state, worker_id, ".secret"))
     executors = {**EXECUTORS,
                  "simulation": Simulation(memory_limit_mb=settings.memory_limit_mb)}
     transport = Transport(settings.server_url, token=settings.token)
     loop = WorkerLoop(transport, worker_settings, executors=executors, provider=provider)
     if provider is not None:  # the same transport: budget calls carry the worker's secret
-        share_budget(provider, transport, worker_id=worker_settings.worker_id,
-                     stopping=loop.stopping)
+        share_budget(provider, transport, worker_id=worker_id, stopping=loop.stopping)
     loop.stop_on_signals()
-    if port is not None:
-        start_status_server(loop, host="127.0.0.1", port=port, token=settings.token)
+    if status_address is not None:
+        start_status_server(loop, host=status_address[0], port=status_address[1],
+                            token=settings.token)
     loop.run()
     exit_at_once()
 
@@ -212,13 +267,6 @@ def exit_at_once() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def _secret_path(settings: config.Config, worker_id: str | None) -> Path | None:
-    """Where a worker keeps its secret: only one given its ``--id`` restarts under it."""
-    if worker_id is None:
-        return None
-    return settings.resolve(settings.state_path) / "workers" / f"{quote(worker_id, safe='')}.secret"
 
 
 def _parse_json_option(name: str, raw: str | None) -> dict[str, Any]:
@@ -409,6 +457,59 @@ def _status_data(transport: Any) -> dict[str, Any]:
 def _status_screen(transport: Any) -> Any:
     data = _status_data(transport)
     return console.status_view(data["stats"], data["workers"], data["recent_failures"])
+
+
+@main.group()
+def workers() -> None:
+    """Manage the orchestrator's worker rows.
+
+    Example:
+
+        elastic workers prune --older-than 7d
+    """
+
+
+@workers.command("prune")
+@click.option("--older-than", default="7d", show_default=True,
+              help="Silent this long: seconds, or a number with s, m, h or d.")
+@server_option
+@config_option
+@reports_errors
+def workers_prune(older_than: str, server_url: str | None, config_path: str | None) -> None:
+    """Delete offline or dead workers silent for longer than --older-than.
+
+    Example:
+
+        elastic workers prune --older-than 12h
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    answer = Transport(settings.server_url, token=settings.token).post(
+        "/api/workers/prune", {"older_than_seconds": parse_duration_seconds(older_than)})
+    for worker_id in answer["pruned"]:
+        stdout.print(worker_id, highlight=False)
+    stderr.print(f"pruned {answer['total']} worker(s)", highlight=False)
+
+
+DURATION_UNITS_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration_seconds(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``12h`` or ``7d`` in seconds.
+
+    Raises:
+        ConfigError: naming the option, for anything else.
+    """
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS_SECONDS else (text, "s")
+    try:
+        seconds = float(number) * DURATION_UNITS_SECONDS[unit]
+    except ValueError:
+        raise ConfigError("older-than", "flag", "seconds, or a number with s, m, h or d",
+                          text) from None
+    if not seconds >= 0:
+        raise ConfigError("older-than", "flag", "a duration >= 0", text)
+    return seconds
 
 
 @main.command()

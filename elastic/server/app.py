@@ -12,7 +12,7 @@ import bottle
 
 from elastic import web
 from elastic.config import Config
-from elastic.server import api, budgets, openapi, views
+from elastic.server import api, budgets, fleet, openapi, views
 from elastic.server.identity import WorkerIdentity
 from elastic.server.waiters import LongPolls
 from elastic.store import Store
@@ -25,6 +25,7 @@ def make_app(store: Store, config: Config) -> bottle.Bottle:
     api.add_routes(app, store, config, identity=identity,
                    long_polls=LongPolls(store.changes, limit=config.max_long_polls))
     views.add_routes(app, store)
+    fleet.add_routes(app, store)
     openapi.add_routes(app)
     budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, config),
                        identity=identity)

@@ -16,7 +16,7 @@ import bottle
 
 from elastic import __version__
 from elastic.kernels import KNOWN_ALGORITHMS
-from elastic.server import api, budgets, views
+from elastic.server import api, budgets, fleet, views
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_ID_LENGTH,
@@ -78,6 +78,12 @@ def _query(parameter: QueryInteger | QueryNumber) -> dict[str, Any]:
     """A query parameter as described by the reader that checks it."""
     return {"name": parameter.name, "in": "query", "required": False,
             "schema": parameter.schema(), "description": parameter.description}
+
+
+def _query_text(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    """A plain text query parameter."""
+    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"},
+            "description": description}
 
 
 def _query_list(name: str, items: dict[str, Any], description: str, **bounds: int) -> dict[str, Any]:
@@ -195,6 +201,17 @@ PATHS: dict[str, dict[str, Any]] = {
         "Unregister; held tasks go back to the queue", params=[_path_param("worker_id")],
         statuses=(401, 404))},
     "/api/workers/list": {"get": _operation("Every worker, seed-000 words")},
+    "/api/workers/prune": {"post": _operation(
+        "Delete offline or dead workers silent for more than older_than_seconds (holding "
+        "no lease); answers their ids", body={
+            "type": "object", "required": ["older_than_seconds"], "properties": {
+                "older_than_seconds": {"type": "number", "minimum": 0,
+                                       "maximum": fleet.MAX_PRUNE_AGE_SECONDS}}})},
+    "/api/queue/servable": {"get": _operation(
+        "How many pending tasks a worker with these capabilities could lease now",
+        params=[_query_text("types", "comma-separated task types (required)", required=True),
+                _query_text("algorithms", "comma-separated kernels the worker has"),
+                _query_text("models", "comma-separated models (none: any model)")])},
     "/api/tasks/submit": {"post": _operation(
         "Submit one task, or {'tasks': [...]} in either task-file format", body=_submit_body())},
     "/api/tasks/{task_id}/result": {"post": _operation(

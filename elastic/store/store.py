@@ -194,6 +194,21 @@ class BudgetReservation:
     usage: BudgetUsage
 
 
+def servable_conditions(*, task_types: Sequence[str], algorithms: Sequence[str],
+                        models: Sequence[str], now: float) -> list[ColumnElement[bool]]:
+    """SQL conditions of a pending task that a worker with these capabilities may lease now.
+
+    They are ``Requirement.is_met_by`` in SQL; change both together. A retry waits
+    until ``not_before``. No models listed means any model.
+    """
+    conditions = [may_become(TaskStatus.ASSIGNED), tasks.c.type.in_(list(task_types)),
+                  or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(list(algorithms))),
+                  tasks.c.not_before <= now]
+    if models:
+        conditions.append(or_(tasks.c.model.is_(None), tasks.c.model.in_(list(models))))
+    return conditions
+
+
 class Store:
     """Task and worker state in one SQL database (SQLite or PostgreSQL)."""
 
@@ -483,6 +498,23 @@ class Store:
 
         return self._write_transaction(transaction, notify=True)
 
+    def prune_workers(self, *, older_than_seconds: float, now: float | None = None) -> list[str]:
+        """Delete the workers silent for more than ``older_than_seconds`` that are offline or
+        dead and hold no lease; returns their ids, sorted. A live worker is never pruned,
+        however old its heartbeat (it is declared dead first)."""
+        now = self._now(now)
+
+        def transaction(conn: Connection) -> list[str]:
+            holding = select(tasks.c.worker_id).where(
+                tasks.c.status == TaskStatus.ASSIGNED.value, tasks.c.worker_id.is_not(None))
+            rows = conn.execute(delete(workers).where(
+                workers.c.status.in_([WorkerStatus.OFFLINE.value, WorkerStatus.DEAD.value]),
+                workers.c.last_heartbeat_at < now - older_than_seconds,
+                workers.c.worker_id.not_in(holding)).returning(workers.c.worker_id))
+            return sorted(row.worker_id for row in rows)
+
+        return self._write_transaction(transaction)
+
     def get_worker(self, worker_id: str) -> Worker:
         """One worker, with its active lease count."""
         with self._read() as conn:
@@ -553,17 +585,24 @@ class Store:
 
         return self._write_transaction(transaction)
 
+    def count_servable_tasks(self, *, task_types: Sequence[str], algorithms: Sequence[str],
+                             models: Sequence[str] = (), now: float | None = None) -> int:
+        """How many pending tasks a worker with these capabilities could lease now (a
+        worker pool grows while this is above its idle children)."""
+        now = self._now(now)
+        conditions = servable_conditions(task_types=task_types, algorithms=algorithms,
+                                         models=models, now=now)
+        with self._read() as conn:
+            return int(conn.scalar(select(func.count()).select_from(tasks).where(*conditions)))
+
     def _lease_statement(self, worker: Worker, types: list[str], slots: int,
                          max_estimated_tokens: int | None, now: float) -> Any:
-        # The conditions are Requirement.is_met_by in SQL; change both together. A retry
-        # waits until not_before, and the worker that failed it last until avoid_until.
-        conditions = [may_become(TaskStatus.ASSIGNED), tasks.c.type.in_(types),
-                      or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(worker.algorithms)),
-                      tasks.c.not_before <= now,
-                      or_(tasks.c.avoid_worker_id.is_(None),
-                          tasks.c.avoid_worker_id != worker.worker_id, tasks.c.avoid_until <= now)]
-        if worker.models:
-            conditions.append(or_(tasks.c.model.is_(None), tasks.c.model.in_(worker.models)))
+        conditions = servable_conditions(task_types=types, algorithms=worker.algorithms,
+                                         models=worker.models, now=now)
+        # The worker that failed a retried task last waits until avoid_until.
+        conditions.append(or_(tasks.c.avoid_worker_id.is_(None),
+                              tasks.c.avoid_worker_id != worker.worker_id,
+                              tasks.c.avoid_until <= now))
         if max_estimated_tokens is not None:
             conditions.append(tasks.c.estimated_tokens <= max_estimated_tokens)
         candidates = (select(tasks.c.seq).where(*conditions)
