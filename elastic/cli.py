@@ -182,15 +182,17 @@ def worker(context: click.Context, server_url: str | None, worker_type: str,
     if context.invoked_subcommand is not None:
         return
     settings = load_config(config_path, server_url=server_url)
+    extra = _parse_json_option("capabilities", capabilities_json)
     if processes is not None:
         from elastic.worker.pool import run_pool
+        from elastic.worker.presets import worker_capabilities
 
-        exit_code = run_pool(settings, worker_type=worker_type, processes=processes,
-                             child_options=_pool_child_options(context, config_path))
-        sys.exit(exit_code)
+        sys.exit(run_pool(settings, worker_type=worker_type, processes=processes,
+                          capacity=capacity, capabilities=worker_capabilities(worker_type, extra),
+                          child_options=_pool_child_options(context, config_path)))
     _run_worker(settings, worker_type=worker_type, worker_id=worker_id, slot=slot,
                 capacity=capacity, status_address=_status_address(settings, status_host, port),
-                extra=_parse_json_option("capabilities", capabilities_json))
+                extra=extra)
 
 
 def _pool_child_options(context: click.Context, config_path: str | None) -> list[str]:
@@ -202,9 +204,10 @@ def _pool_child_options(context: click.Context, config_path: str | None) -> list
             options += [flag, str(context.params[name])]
     if config_path is not None:
         options += ["--config", str(Path(config_path).resolve())]
-    if context.params.get("worker_id") is not None:
-        raise ConfigError("id", "flag", "no --id with --processes (children take "
-                          "<type>-<host>-<slot>)", context.params["worker_id"])
+    for name in ("worker_id", "slot", "port"):
+        if context.params.get(name) is not None:
+            raise ConfigError(name.removeprefix("worker_"), "flag", "none with --processes "
+                              "(each child takes <type>-<host>-<slot>)", context.params[name])
     return options
 
 

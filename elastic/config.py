@@ -74,6 +74,7 @@ class Config:
     retry_backoff_seconds: float = 2.0
     retry_backoff_max_seconds: float = 60.0
     unservable_grace_seconds: float = 30.0
+    pool_idle_seconds: float = 60.0
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str = str(DEFAULT_CONFIG_PATH)
 
@@ -200,6 +201,7 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "retry_backoff_seconds": _seconds(0.0),
     "retry_backoff_max_seconds": _seconds(0.0),
     "unservable_grace_seconds": _seconds(0.0),
+    "pool_idle_seconds": _seconds(0.0),
     "providers": ("tables [providers.<name>]", _providers),
 }
 
