@@ -34,7 +34,12 @@ SEED_ENV_NAMES = {
     "task_distribution_interval_seconds": "TASK_DISTRIBUTION_INTERVAL",
     "results_path": "RESULTS_STORAGE_PATH",
     "log_level": "LOG_LEVEL",
+    "load_balancing": "LOAD_BALANCING_ALGORITHM",
 }
+# How the orchestrator picks among waiting workers (see elastic/store/balancing.py).
+LOAD_BALANCING_POLICIES = ("priority", "least_loaded", "fastest")
+# The seed's LOAD_BALANCING_ALGORITHM=round_robin spreads tasks by capacity: least_loaded.
+SEED_BALANCING_NAMES = {"round_robin": "least_loaded"}
 # ELASTIC_SERVER / ELASTIC_TOKEN / ELASTIC_DATABASE_URL are the interface's names.
 ELASTIC_ENV_NAMES = {"server_url": "ELASTIC_SERVER"}
 
@@ -75,6 +80,7 @@ class Config:
     retry_backoff_max_seconds: float = 60.0
     unservable_grace_seconds: float = 30.0
     pool_idle_seconds: float = 60.0
+    load_balancing: str = "priority"
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str = str(DEFAULT_CONFIG_PATH)
 
@@ -162,6 +168,14 @@ def _log_level(value: Any) -> str:
     return level
 
 
+def _load_balancing(value: Any) -> str:
+    policy = str(value).strip().lower().replace("-", "_")
+    policy = SEED_BALANCING_NAMES.get(policy, policy)
+    if policy not in LOAD_BALANCING_POLICIES:
+        raise ValueError
+    return policy
+
+
 def _providers(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ValueError
@@ -202,6 +216,8 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "retry_backoff_max_seconds": _seconds(0.0),
     "unservable_grace_seconds": _seconds(0.0),
     "pool_idle_seconds": _seconds(0.0),
+    "load_balancing": ("one of " + ", ".join(LOAD_BALANCING_POLICIES) + " (the seed's "
+                       "round_robin means least_loaded)", lambda v: _load_balancing(v)),
     "providers": ("tables [providers.<name>]", _providers),
 }
 

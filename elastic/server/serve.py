@@ -55,7 +55,8 @@ def open_configured_store(config: Config) -> Store:
     return open_store(
         config.database_url, max_retries=config.max_task_retries,
         lease_seconds=config.lease_seconds, worker_timeout_seconds=config.worker_timeout_seconds,
-        task_timeout_seconds=config.task_timeout_seconds, retry=RetryPolicy(
+        task_timeout_seconds=config.task_timeout_seconds,
+        load_balancing=config.load_balancing, retry=RetryPolicy(
             max_worker_deaths=config.max_worker_deaths,
             backoff_seconds=config.retry_backoff_seconds,
             backoff_max_seconds=config.retry_backoff_max_seconds))

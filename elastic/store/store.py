@@ -42,6 +42,7 @@ from elastic.errors import (
     WorkerNotFound,
     WrongState,
 )
+from elastic.store import balancing
 from elastic.store.dialects import READ_ONLY, create_notifier, is_lock_conflict
 from elastic.store.schema import (
     attempts,
@@ -214,9 +215,11 @@ class Store:
 
     def __init__(self, engine: Engine, *, max_retries: int = 3, lease_seconds: float = 90.0,
                  worker_timeout_seconds: float = 60.0, task_timeout_seconds: float = 3600.0,
-                 retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
+                 retry: RetryPolicy | None = None, load_balancing: str = "priority",
+                 clock: Callable[[], float] = time.time,
                  jitter: Callable[[], float] = random.random) -> None:
         self.engine = engine
+        self.load_balancing = load_balancing
         self.max_retries = max_retries
         self.lease_seconds = lease_seconds
         self.worker_timeout_seconds = worker_timeout_seconds
@@ -568,8 +571,11 @@ class Store:
             types = [t for t in worker.task_types if task_types is None or t in task_types]
             if slots <= 0 or not types:
                 return []
-            rows = conn.execute(self._lease_statement(worker, types, slots,
-                                                      max_estimated_tokens, now)).mappings().all()
+            conditions = self._lease_conditions(worker, types, max_estimated_tokens, now)
+            if self._leaves_to_others(conn, worker, conditions, now):
+                return []
+            rows = conn.execute(self._lease_statement(worker, conditions, slots, now)
+                                ).mappings().all()
             if rows:
                 conn.execute(insert(attempts), [{
                     "task_id": row["task_id"], "attempt": row["attempts"],
@@ -595,8 +601,8 @@ class Store:
         with self._read() as conn:
             return int(conn.scalar(select(func.count()).select_from(tasks).where(*conditions)))
 
-    def _lease_statement(self, worker: Worker, types: list[str], slots: int,
-                         max_estimated_tokens: int | None, now: float) -> Any:
+    def _lease_conditions(self, worker: Worker, types: list[str],
+                          max_estimated_tokens: int | None, now: float) -> list[Any]:
         conditions = servable_conditions(task_types=types, algorithms=worker.algorithms,
                                          models=worker.models, now=now)
         # The worker that failed a retried task last waits until avoid_until.
@@ -605,6 +611,29 @@ class Store:
                               tasks.c.avoid_until <= now))
         if max_estimated_tokens is not None:
             conditions.append(tasks.c.estimated_tokens <= max_estimated_tokens)
+        return conditions
+
+    def _leaves_to_others(self, conn: Connection, worker: Worker, conditions: list[Any],
+                          now: float) -> bool:
+        """Whether the load balancing leaves the task this worker would lease to a better
+        live worker (see ``elastic.store.balancing``)."""
+        if self.load_balancing == "priority":
+            return False
+        task = conn.execute(select(tasks).where(*conditions)
+                            .order_by(tasks.c.priority.desc(), tasks.c.seq).limit(1)
+                            ).mappings().first()
+        if task is None:
+            return False
+        others = balancing.live_workers(conn, since=now - self.worker_timeout_seconds)
+        backlog = conn.scalar(select(func.count()).select_from(tasks).where(*conditions))
+        return balancing.leaves_to_others(
+            self.load_balancing, me=worker, task=task, others=others,
+            active={**self._active_counts(conn), worker.worker_id: worker.active_tasks},
+            speeds=balancing.speeds_for(conn, task["type"], task["algorithm"]),
+            backlog=int(backlog or 0), now=now)
+
+    def _lease_statement(self, worker: Worker, conditions: list[Any], slots: int,
+                         now: float) -> Any:
         candidates = (select(tasks.c.seq).where(*conditions)
                       .order_by(tasks.c.priority.desc(), tasks.c.seq).limit(slots)
                       .with_for_update(skip_locked=True))
@@ -635,6 +664,9 @@ class Store:
             row = self._current_lease_row(conn, task_id, worker_id, lease_token)
             if succeeded:
                 self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
+                balancing.record_speed(conn, worker_id=worker_id, task_type=row["type"],
+                                       algorithm=row["algorithm"],
+                                       seconds=now - (row["started_at"] or now), now=now)
                 conn.execute(update(tasks).where(
                     tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
                     status=TaskStatus.COMPLETED.value, result=finite_json(dict(result)),
