@@ -454,12 +454,14 @@ def _status_data(transport: Any) -> dict[str, Any]:
                                                    "limit": RECENT_FAILURES})
     return {"stats": transport.get("/api/stats"),
             "workers": transport.get("/api/workers/list")["workers"],
+            "fleet": transport.get("/api/fleet")["workers"],
             "recent_failures": failures["tasks"]}
 
 
 def _status_screen(transport: Any) -> Any:
     data = _status_data(transport)
-    return console.status_view(data["stats"], data["workers"], data["recent_failures"])
+    return console.status_view(data["stats"], data["workers"], data["recent_failures"],
+                               fleet=data["fleet"])
 
 
 @main.group()

@@ -17,6 +17,7 @@ import bottle
 from elastic import results, seed004, taskfiles
 from elastic.config import Config
 from elastic.errors import InvalidInput
+from elastic.server import fleet
 from elastic.server.identity import (
     WorkerIdentity,
     issue_secret,
@@ -79,6 +80,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
     def register_worker() -> dict[str, Any]:
         body = read_json()
         worker_id = _identifier(body, "worker_id")
+        fleet.refuse_undeclared(config, worker_id)
         worker_type, capabilities = _worker_type_and_capabilities(body)
         capacity = field_of(body, "capacity", int, required=False, default=1)
         if not 1 <= capacity <= MAX_CAPACITY:

@@ -18,14 +18,17 @@ from elastic.server.waiters import LongPolls
 from elastic.store import Store
 
 
-def make_app(store: Store, config: Config) -> bottle.Bottle:
-    """The orchestrator's WSGI application over ``store``."""
+def make_app(store: Store, config: Config, *,
+             fleet_health: fleet.FleetHealth | None = None) -> bottle.Bottle:
+    """The orchestrator's WSGI application over ``store`` (``fleet_health``: the declared
+    fleet's health, checked by the orchestrator's loop; default: never checked)."""
+    fleet_health = fleet_health or fleet.FleetHealth(config.workers, token=config.token)
     app = web.json_app(token=config.token, max_body_bytes=config.max_body_bytes)
     identity = WorkerIdentity(store)
     api.add_routes(app, store, config, identity=identity,
                    long_polls=LongPolls(store.changes, limit=config.max_long_polls))
-    views.add_routes(app, store)
-    fleet.add_routes(app, store)
+    views.add_routes(app, store, fleet_health)
+    fleet.add_routes(app, store, fleet_health)
     openapi.add_routes(app)
     budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, config),
                        identity=identity)

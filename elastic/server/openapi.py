@@ -185,7 +185,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/openapi.json": {"get": _operation("This description")},
     "/api/workers/register": {"post": _operation(
         "Register a worker; a live worker's id only with its secret (X-Worker-Secret)",
-        body=_register_body(), statuses=(400, 401, 409))},
+        body=_register_body(), statuses=(400, 401, 403, 409))},
     "/api/workers/{worker_id}/heartbeat": {"post": _operation(
         "Sign of life; renews the leases listed in 'tasks' (all without it), gives back "
         "the ones it does not list; returns revoked task ids",
@@ -207,6 +207,9 @@ PATHS: dict[str, dict[str, Any]] = {
             "type": "object", "required": ["older_than_seconds"], "properties": {
                 "older_than_seconds": {"type": "number", "minimum": 0,
                                        "maximum": fleet.MAX_PRUNE_AGE_SECONDS}}})},
+    "/api/fleet": {"get": _operation(
+        "The declared fleet: each declared worker, registered or not, whether its /health "
+        "answers, and the ids of the missing ones")},
     "/api/queue/servable": {"get": _operation(
         "How many pending tasks a worker with these capabilities could lease now",
         params=[_query_text("types", "comma-separated task types (required)", required=True),

@@ -19,6 +19,7 @@ from elastic import ingest, results
 from elastic.config import Config, weak_token_problem
 from elastic.errors import ConfigError
 from elastic.server.app import make_app
+from elastic.server.fleet import HEALTH_CHECK_SECONDS, FleetHealth
 from elastic.store import Store, open_store
 from elastic.store.dialects import shown_url
 from elastic.store.lock import hold_database
@@ -86,7 +87,9 @@ class Orchestrator:
             self._let_go()
             raise
         try:
-            self.server = listen(make_app(self.store, config), host=config.host,
+            self.fleet_health = FleetHealth(config.workers, token=config.token)
+            self.server = listen(make_app(self.store, config, fleet_health=self.fleet_health),
+                                 host=config.host,
                                  port=config.port, threads=config.server_threads,
                                  connection_limit=config.max_connections,
                                  channel_timeout=max(120, int(config.max_wait_seconds) + 30))
@@ -105,6 +108,8 @@ class Orchestrator:
             self._add_loop("ingest", config.task_distribution_interval_seconds, watcher.scan)
         if write_results:
             self._add_loop("results", config.results_interval_seconds, self.write_results)
+        if config.workers:
+            self._add_loop("fleet-health", HEALTH_CHECK_SECONDS, self.fleet_health.check_all)
 
     @property
     def quiet_seconds(self) -> float:

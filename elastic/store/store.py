@@ -42,7 +42,7 @@ from elastic.errors import (
     WorkerNotFound,
     WrongState,
 )
-from elastic.store import balancing
+from elastic.store.balancing import leaves_to_others, live_workers, record_speed, speeds_for
 from elastic.store.dialects import READ_ONLY, create_notifier, is_lock_conflict
 from elastic.store.schema import (
     attempts,
@@ -624,12 +624,12 @@ class Store:
                             ).mappings().first()
         if task is None:
             return False
-        others = balancing.live_workers(conn, since=now - self.worker_timeout_seconds)
+        others = live_workers(conn, since=now - self.worker_timeout_seconds)
         backlog = conn.scalar(select(func.count()).select_from(tasks).where(*conditions))
-        return balancing.leaves_to_others(
+        return leaves_to_others(
             self.load_balancing, me=worker, task=task, others=others,
             active={**self._active_counts(conn), worker.worker_id: worker.active_tasks},
-            speeds=balancing.speeds_for(conn, task["type"], task["algorithm"]),
+            speeds=speeds_for(conn, task["type"], task["algorithm"]),
             backlog=int(backlog or 0), now=now)
 
     def _lease_statement(self, worker: Worker, conditions: list[Any], slots: int,
@@ -664,7 +664,7 @@ class Store:
             row = self._current_lease_row(conn, task_id, worker_id, lease_token)
             if succeeded:
                 self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
-                balancing.record_speed(conn, worker_id=worker_id, task_type=row["type"],
+                record_speed(conn, worker_id=worker_id, task_type=row["type"],
                                        algorithm=row["algorithm"],
                                        seconds=now - (row["started_at"] or now), now=now)
                 conn.execute(update(tasks).where(
