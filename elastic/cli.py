@@ -7,6 +7,7 @@ env -> flags lives in one place. Exit codes: 0 ok, 1 a task or operation failed,
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -193,6 +194,54 @@ def worker(context: click.Context, server_url: str | None, worker_type: str,
     _run_worker(settings, worker_type=worker_type, worker_id=worker_id, slot=slot,
                 capacity=capacity, status_address=_status_address(settings, status_host, port),
                 extra=extra)
+
+
+@worker.command("install-service")
+@click.option("--type", "worker_type", default="simulation", show_default=True,
+              type=click.Choice(list(WORKER_TYPES)), help="What the worker runs.")
+@click.option("--processes", help="MIN:MAX: run an autoscaling pool.")
+@click.option("--capacity", type=click.IntRange(1, 256), help="Tasks run at the same time.")
+@click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<slot>).")
+@click.option("--port", type=int, help="The worker's status port.")
+@click.option("--status-host", help="Address the status port binds (needs a token).")
+@click.option("--user", default=lambda: getpass.getuser(), show_default="you",
+              help="The user the worker runs as.")
+@click.option("--env-file", default="/etc/elastic/worker.env", show_default=True,
+              help="Environment file the unit reads (ELASTIC_SERVER, ELASTIC_TOKEN).")
+@click.option("--output", default="-", show_default=True,
+              help="Where to write the unit ('-': print it).")
+@server_option
+@config_option
+@reports_errors
+def worker_install_service(worker_type: str, processes: str | None, capacity: int | None,
+                           worker_id: str | None, port: int | None, status_host: str | None,
+                           user: str, env_file: str, output: str, server_url: str | None,
+                           config_path: str | None) -> None:
+    """Write a systemd unit that runs this worker at boot and restarts it.
+
+    Example:
+
+        elastic worker install-service --type simulation --processes 1:4 \\
+            --output /etc/systemd/system/elastic-worker.service
+
+        sudo systemctl daemon-reload && sudo systemctl enable --now elastic-worker
+    """
+    from elastic.worker.service import systemd_unit
+
+    flags = {"--type": worker_type, "--processes": processes, "--capacity": capacity,
+             "--id": worker_id, "--port": port, "--status-host": status_host,
+             "--server": server_url,
+             "--config": None if config_path is None else Path(config_path).resolve()}
+    args = [part for flag, value in flags.items() if value is not None
+            for part in (flag, str(value))]
+    unit = systemd_unit(python=sys.executable, worker_args=args, user=user,
+                        working_directory=str(Path.cwd()), environment_file=env_file)
+    if output == "-":
+        click.echo(unit, nl=False)
+        return
+    Path(output).write_text(unit, encoding="utf-8")
+    stderr.print(f"wrote {output}; then: sudo systemctl daemon-reload && sudo systemctl "
+                 f"enable --now {Path(output).stem}", highlight=False, soft_wrap=True)
 
 
 def _pool_child_options(context: click.Context, config_path: str | None) -> list[str]:

@@ -212,3 +212,19 @@ def test_a_crash_looping_child_is_not_restarted_and_the_pool_says_so(
     log = (project_folder / "pool.log").read_text()
     assert "a crash loop, not restarting it" in log
     assert log.count("exited unexpectedly") == 4
+
+
+def test_install_service_writes_a_systemd_unit_that_restarts_the_pool(
+        project_folder: Path) -> None:
+    unit_path = project_folder / "elastic-worker.service"
+    result = subprocess.run(
+        [sys.executable, "-m", "elastic", "worker", "install-service", "--processes", "1:4",
+         "--server", "http://10.0.0.5:5000", "--user", "pi", "--output", str(unit_path)],
+        cwd=project_folder, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = unit_path.read_text().splitlines()
+    assert (f"ExecStart={sys.executable} -m elastic worker --type simulation --processes 1:4 "
+            "--server http://10.0.0.5:5000") in lines
+    assert {"Restart=always", "RestartSec=5", "KillMode=mixed", "User=pi",
+            f"WorkingDirectory={project_folder}", "WantedBy=multi-user.target"} <= set(lines)
+    assert "systemctl enable --now elastic-worker" in result.stderr
