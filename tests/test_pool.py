@@ -153,7 +153,8 @@ def test_a_burst_grows_the_pool_to_max_and_idleness_shrinks_it_back_to_min(
                message="the pool to grow to MAX = 2 while tasks wait")
     wait_until(lambda: counts(server).get("completed") == 12, timeout=120,
                message="every task to complete")
-    wait_until(lambda: live_ids(server) == [slot_id(0)], timeout=60,
+    # Either child may be the one left: the first to run out of work stops first.
+    wait_until(lambda: len(live_ids(server)) == 1, timeout=60,
                message="the idle pool to shrink back to MIN = 1")
     assert all(status_of(server, task_id)["attempts"] == 1 for task_id in task_ids)
 

@@ -11,8 +11,8 @@ orchestrator how many pending tasks its children could lease
   child that has had nothing to do for ``pool_idle_seconds``, while more than MIN run;
 - **restarts** a child that exited without being asked, after a backoff (0.5 s,
   doubling); a slot that crashed ``CRASH_LIMIT`` times within ``CRASH_WINDOW_SECONDS``
-  is a crash loop: it is not restarted again, and the pool says so (and exits 1 once
-  no child is left);
+  is a crash loop: it is not restarted again (nor replaced), and the pool says so (and
+  exits 1 once every slot it started is one);
 - on SIGTERM or Ctrl-C **drains**: every child is asked to stop and hands its running
   tasks back; one still running after ``DRAIN_SECONDS`` is killed, and the server
   requeues its tasks when its lease runs out. Nothing is lost.
@@ -267,9 +267,8 @@ class WorkerPool:
                 self._start(child)
 
     def _all_given_up(self) -> bool:
-        given_up = [child for child in self.children.values() if child.given_up]
-        return bool(given_up) and not any(child.is_running or child.restart_at is not None
-                                           for child in self.children.values())
+        """Whether every slot ever started is a crash loop (none runs or waits to restart)."""
+        return bool(self.children) and all(child.given_up for child in self.children.values())
 
     # -- scaling --------------------------------------------------------------------------
 
@@ -301,7 +300,9 @@ class WorkerPool:
             if not held:
                 idle.append(child)
         wanted = children_needed(pending=pending, idle=len(idle), capacity=self.capacity)
-        for _ in range(min(wanted, self.limit - len(running))):
+        # Children still stopping or waiting to restart count against the limit too.
+        taken = sum(c.is_running or c.restart_at is not None for c in self.children.values())
+        for _ in range(min(wanted, self.limit - taken)):
             self._start(self._child(self._free_slot()))
         self._shrink(idle, running_count=len(running), now=now)
 
