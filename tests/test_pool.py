@@ -229,3 +229,12 @@ def test_install_service_writes_a_systemd_unit_that_restarts_the_pool(
     assert {"Restart=always", "RestartSec=5", "KillMode=mixed", "User=pi",
             f"WorkingDirectory={project_folder}", "WantedBy=multi-user.target"} <= set(lines)
     assert "systemctl enable --now elastic-worker" in result.stderr
+
+
+@pytest.mark.parametrize("flag", [["--id", "mine"], ["--slot", "2"], ["--port", "5001"]])
+def test_a_pool_refuses_the_flags_each_child_must_choose_itself(
+        project_folder: Path, flag: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "elastic", "worker", "--processes", "1:2", *flag],
+        cwd=project_folder, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and flag[0].removeprefix("--") in result.stderr
