@@ -33,7 +33,7 @@ from elastic.tasks import Worker
 from elastic.web import field_of, read_json
 
 MAX_PRUNE_AGE_SECONDS = 10 * 365 * 86_400.0
-MAX_LIST_ITEMS = 100
+MAX_LIST_CHARACTERS = 2000
 HEALTH_CHECK_SECONDS = 5.0  # the seed's interval
 HEALTH_TIMEOUT_SECONDS = 2.0
 MAX_PARALLEL_CHECKS = 16
@@ -150,12 +150,14 @@ def query_list(name: str, *, required: bool = False) -> list[str]:
     """A comma-separated query parameter as a list (repeats dropped).
 
     Raises:
-        InvalidInput: naming the parameter, when required and empty or too long.
+        InvalidInput: naming the parameter, when required and empty, too long or
+            holding a NUL.
     """
-    items = list(dict.fromkeys(item for item in bottle.request.query.get(name, "").split(",")
-                               if item))
+    raw = bottle.request.query.get(name, "")
+    if len(raw) > MAX_LIST_CHARACTERS or "\x00" in raw:
+        raise InvalidInput(f"query parameter '{name}': at most {MAX_LIST_CHARACTERS} "
+                           "characters, without NUL")
+    items = list(dict.fromkeys(item for item in raw.split(",") if item))
     if required and not items:
         raise InvalidInput(f"query parameter '{name}': give at least one, comma-separated")
-    if len(items) > MAX_LIST_ITEMS:
-        raise InvalidInput(f"query parameter '{name}': at most {MAX_LIST_ITEMS} items")
     return items

@@ -80,10 +80,12 @@ def _query(parameter: QueryInteger | QueryNumber) -> dict[str, Any]:
             "schema": parameter.schema(), "description": parameter.description}
 
 
-def _query_text(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
-    """A plain text query parameter."""
-    return {"name": name, "in": "query", "required": required, "schema": {"type": "string"},
-            "description": description}
+def _query_names(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    """A comma-separated list of names as one query parameter (``fleet.query_list``)."""
+    pattern = "^[^\\u0000]*[^,\\u0000][^\\u0000]*$" if required else NO_NUL
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string", "maxLength": fleet.MAX_LIST_CHARACTERS,
+                       "pattern": pattern}}
 
 
 def _query_list(name: str, items: dict[str, Any], description: str, **bounds: int) -> dict[str, Any]:
@@ -212,9 +214,9 @@ PATHS: dict[str, dict[str, Any]] = {
         "answers, and the ids of the missing ones")},
     "/api/queue/servable": {"get": _operation(
         "How many pending tasks a worker with these capabilities could lease now",
-        params=[_query_text("types", "comma-separated task types (required)", required=True),
-                _query_text("algorithms", "comma-separated kernels the worker has"),
-                _query_text("models", "comma-separated models (none: any model)")])},
+        params=[_query_names("types", "comma-separated task types (required)", required=True),
+                _query_names("algorithms", "comma-separated kernels the worker has"),
+                _query_names("models", "comma-separated models (none: any model)")])},
     "/api/tasks/submit": {"post": _operation(
         "Submit one task, or {'tasks': [...]} in either task-file format", body=_submit_body())},
     "/api/tasks/{task_id}/result": {"post": _operation(
