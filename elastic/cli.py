@@ -286,8 +286,9 @@ def _run_worker(settings: config.Config, *, worker_type: str, worker_id: str | N
     from elastic.worker.status_server import start_status_server
 
     state = settings.resolve(settings.state_path)
+    # Held (a local, so never collected) until this process exits: its id stays ours.
     slot_lock = None if worker_id else claim_slot(state, worker_type, slot=slot)
-    worker_id = worker_id or slot_lock.worker_id
+    worker_id = slot_lock.worker_id if slot_lock else str(worker_id)
     provider = worker_provider(worker_type, settings)
     worker_settings = WorkerSettings(
         worker_id=worker_id, worker_type=worker_type, capacity=capacity,

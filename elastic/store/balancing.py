@@ -106,7 +106,9 @@ def _faster_ones_suffice(me: Worker, able: Sequence[Worker], active: Mapping[str
     """Whether the faster workers would finish the backlog (and half of what they run)
     before ``me`` finished one task."""
     mine = speeds.get(me.worker_id)
-    faster = [w for w in able if mine is not None and speeds.get(w.worker_id, mine) < mine]
+    if mine is None:  # not measured yet: it takes what it is given, and so gets measured
+        return False
+    faster = [w for w in able if speeds.get(w.worker_id, mine) < mine]
     if not faster:
         return False
     tasks_per_second = sum(w.capacity / max(speeds[w.worker_id], 1e-6) for w in faster)

@@ -336,7 +336,7 @@ def run_pool(config: Config, *, worker_type: str, processes: str, capacity: int,
     """
     minimum, maximum = parse_processes(processes)
     kind = get_worker_type(worker_type)
-    limits = config.provider_settings(kind.provider).get("limits", {}) if kind.is_llm else {}
+    limits = config.provider_settings(kind.provider).get("limits", {}) if kind.provider else {}
     limit, reason = process_limit(
         maximum=maximum, is_llm=kind.is_llm, runs_simulation="simulation" in kind.task_types,
         capacity=capacity, cores=os.cpu_count() or 1, available_memory_mb=available_memory_mb(),
