@@ -139,7 +139,8 @@ def serve(host: str | None, port: int | None, database_url: str | None, insecure
     orchestrator = Orchestrator(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     stderr.print(f"elastic serving on {orchestrator.url} (database "
-                 f"{shown_url(settings.database_url)})", highlight=False, soft_wrap=True)
+                 f"{shown_url(settings.database_url)}); dashboard: {orchestrator.dashboard_url}",
+                 highlight=False, soft_wrap=True)
     orchestrator.serve_forever()
 
 
@@ -645,8 +646,12 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
             progress.update(bar, completed=finished,
                             detail=console.count_words(t.status.value for t in tasks))
 
+        def show_dashboard(url: str) -> None:
+            progress.console.print(f"dashboard: {url}", highlight=False, soft_wrap=True)
+
         outcome = runner.run_batch(batch, settings, workers_per_type=workers_per_type,
-                                   llm_worker_type=llm_type, replace=replace, on_progress=show)
+                                   llm_worker_type=llm_type, replace=replace, on_progress=show,
+                                   on_serving=show_dashboard)
     _print_batch_outcome(outcome, replace=replace)
     if outcome.interrupted:
         sys.exit(INTERRUPTED_EXIT_CODE)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from waitress.server import create_server
 from elastic.errors import (
     BodyTooLarge,
     ConfigError,
+    CrossSiteRequest,
     ElasticError,
     InvalidInput,
     InvalidTask,
@@ -33,6 +35,7 @@ from elastic.tasks import whole_number
 log = logging.getLogger("elastic.server")
 
 OPEN_PATHS = frozenset({"/health"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY_BYTES_KEY = "elastic.max_body_bytes"
 
 
@@ -86,6 +89,7 @@ class JsonPlugin:
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
+                self._check_origin()
                 if not open_route:
                     self._check_token()
                 self._check_size()
@@ -112,6 +116,20 @@ class JsonPlugin:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
                                                                   self.token.encode()):
             raise Unauthorized("missing or wrong bearer token: send 'Authorization: Bearer <token>'")
+
+    def _check_origin(self) -> None:
+        """Refuse a state-changing request that a browser sent from another site's page.
+
+        Browsers name the page's site in ``Origin`` on every cross-site POST (a form needs
+        no token when none is set, and no preflight); programs such as workers, the CLI
+        and curl send none, and the dashboard's own page sends this server's.
+        """
+        origin = bottle.request.get_header("Origin")
+        if origin is None or bottle.request.method in SAFE_METHODS:
+            return
+        if urllib.parse.urlsplit(origin).netloc != bottle.request.get_header("Host", ""):
+            raise CrossSiteRequest(f"cross-site request refused: header 'Origin' is {origin!r}, "
+                                   "not this server; use the dashboard this server serves")
 
     def _check_size(self) -> None:
         length = bottle.request.content_length

@@ -57,6 +57,8 @@ LEASE_MAX_TOKENS = QueryInteger("max_tokens", default=0, minimum=0, maximum=MAX_
                                 description="only tasks whose estimated tokens fit this budget")
 TASK_LIST_LIMIT = QueryInteger("limit", default=1000, minimum=1, maximum=100_000,
                                description="how many")
+TASK_LIST_BEFORE = QueryInteger("before", default=0, minimum=0, maximum=2**62,
+                                description="the 'next' of the previous page: only older tasks")
 RESULTS_SINCE = QueryNumber("since", default=0.0, minimum=0.0, maximum=1e11,
                             description="only tasks that ended at or after this time "
                                         "(seconds since the epoch)")
@@ -174,6 +176,11 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
         task = store.release_hold(task_id)
         return {"task_id": task.task_id, "status": task.status.value}
 
+    @app.post("/api/tasks/<task_id>/retry")
+    def retry(task_id: str) -> dict[str, Any]:
+        task = store.retry_task(task_id)
+        return {"task_id": task.task_id, "status": task.status.value}
+
     @app.post("/api/tasks/<task_id>/cancel")
     def cancel(task_id: str) -> dict[str, Any]:
         body = read_json(required=False)
@@ -205,9 +212,14 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
             raise InvalidInput(f"query parameter 'id': at most {MAX_IDS_PER_LIST} ids per request")
         if any("\x00" in task_id for task_id in ids):  # PostgreSQL text cannot hold one
             raise InvalidInput("query parameter 'id': a task id has no NUL character")
-        found = store.list_tasks(task_ids=ids or None, statuses=_statuses_asked(), limit=limit,
-                                 newest_first=True)
-        return {"tasks": [task_summary(task) for task in found], "total": len(found)}
+        types = bottle.request.query.getall("type")
+        if any("\x00" in task_type for task_type in types):
+            raise InvalidInput("query parameter 'type': a task type has no NUL character")
+        found = store.list_tasks(task_ids=ids or None, statuses=_statuses_asked(),
+                                 task_types=types or None, limit=limit, newest_first=True,
+                                 before_seq=TASK_LIST_BEFORE.read() or None)
+        return {"tasks": [task_summary(task) for task in found], "total": len(found),
+                "next": found[-1].seq if len(found) == limit else None}
 
     @app.get("/api/results")
     def results_page() -> dict[str, Any]:
@@ -405,7 +417,8 @@ def task_summary(task: Task) -> dict[str, Any]:
             "worker_deaths": task.worker_deaths, "held_reason": task.held_reason,
             "progress": task.progress,
             "description": task.description, "source": task.source, "error": task.error,
-            "created_at": iso(task.created_at), "finished_at": iso(task.finished_at)}
+            "created_at": iso(task.created_at), "started_at": iso(task.started_at),
+            "finished_at": iso(task.finished_at)}
 
 
 def task_status_payload(task: Task, store: Store) -> dict[str, Any]:

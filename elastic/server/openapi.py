@@ -16,7 +16,7 @@ import bottle
 
 from elastic import __version__
 from elastic.kernels import KNOWN_ALGORITHMS
-from elastic.server import api, budgets, fleet, views
+from elastic.server import api, budgets, dashboard, fleet, views
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_ID_LENGTH,
@@ -248,6 +248,10 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/tasks/{task_id}/release-hold": {"post": _operation(
         "Put a held task back in the queue with fresh retry and worker-death counts",
         params=[_path_param("task_id")], statuses=(401, 404, 409))},
+    "/api/tasks/{task_id}/retry": {"post": _operation(
+        "Put a failed or cancelled task back in the queue, its attempt history kept "
+        "(409 naming its state otherwise)", params=[_path_param("task_id")],
+        statuses=(401, 403, 404, 409))},
     "/api/tasks/status/{task_id}": {"get": _operation(
         "A task's status, result and attempt history", statuses=(400, 401, 404),
         params=[_path_param("task_id"), _query(api.WAIT)])},
@@ -257,7 +261,21 @@ PATHS: dict[str, dict[str, Any]] = {
         _query_list("id", TEXT, "only these task ids (repeat the parameter)",
                     maxItems=api.MAX_IDS_PER_LIST),
         _query_list("status", {"type": "string", "enum": [status.value for status in TaskStatus]},
-                    "only tasks in these states (repeat the parameter)")])},
+                    "only tasks in these states (repeat the parameter)"),
+        _query_list("type", TEXT, "only tasks of these types (repeat the parameter)"),
+        _query(api.TASK_LIST_BEFORE)])},
+    "/api/dashboard/queue": {"get": _operation(
+        "Tasks by state and by state and priority, the oldest pending task's age, and the "
+        "pending work no live worker can run, with why", statuses=(401,))},
+    "/api/dashboard/workers": {"get": _operation(
+        "Every worker with what it offers and the tasks it runs now, with their progress",
+        statuses=(401,))},
+    "/api/dashboard/series": {"get": _operation(
+        "The last hour of queue samples: pending, running, ended per minute, mean run "
+        "time and mean time from submit to end", statuses=(401,))},
+    "/api/dashboard/failures": {"get": _operation(
+        "The latest failed tasks with the error of each attempt",
+        params=[_query(dashboard.FAILURES_LIMIT)])},
     "/api/results": {"get": _operation(
         "Ended tasks with their results (seed-004 entries), in the order they ended, a page "
         "at a time: 'next' is the 'after' of the following page (null: the last)",

@@ -20,6 +20,7 @@ from elastic.config import Config, weak_token_problem
 from elastic.errors import ConfigError
 from elastic.server.app import make_app
 from elastic.server.fleet import HEALTH_CHECK_SECONDS, FleetHealth
+from elastic.server.samples import SAMPLE_SECONDS, QueueSamples
 from elastic.store import Store, open_store
 from elastic.store.dialects import shown_url
 from elastic.store.lock import hold_database
@@ -88,7 +89,9 @@ class Orchestrator:
             raise
         try:
             self.fleet_health = FleetHealth(config.workers, token=config.token)
-            self.server = listen(make_app(self.store, config, fleet_health=self.fleet_health),
+            self.samples = QueueSamples(self.store)
+            self.server = listen(make_app(self.store, config, fleet_health=self.fleet_health,
+                                          samples=self.samples),
                                  host=config.host,
                                  port=config.port, threads=config.server_threads,
                                  connection_limit=config.max_connections,
@@ -103,6 +106,7 @@ class Orchestrator:
         # results pass are a dead writer's. Replicas (PostgreSQL) wait for claims to run out.
         self._claims_may_be_live = self.lock is None
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
+        self._add_loop("dashboard-samples", SAMPLE_SECONDS, self.samples.take)
         if watch_folder:
             watcher = ingest.FolderWatcher(self.store, config.resolve(config.task_queues_path))
             self._add_loop("ingest", config.task_distribution_interval_seconds, watcher.scan)
@@ -121,6 +125,11 @@ class Orchestrator:
     def url(self) -> str:
         """The base URL the server listens on."""
         return f"http://{self.config.host}:{self.server.effective_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """Where a browser opens the dashboard."""
+        return f"{self.url}/"
 
     def _add_loop(self, name: str, interval_seconds: float, step: Callable[[], object]) -> None:
         def loop() -> None:

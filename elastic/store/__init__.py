@@ -12,6 +12,8 @@ from elastic.store.store import (
     BudgetUsage,
     CountedRequest,
     ExpiryReport,
+    FinishedSummary,
+    QueueCount,
     Store,
     UnservableWork,
 )
@@ -60,5 +62,6 @@ def _check_exists(url: str) -> None:
                           "creates it)", url)
 
 
-__all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "Store",
+__all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "FinishedSummary",
+           "QueueCount", "Store",
            "SubmitOutcome", "UnservableWork", "open_store"]

@@ -125,6 +125,30 @@ class UnservableWork:
 
 
 @dataclass(frozen=True)
+class QueueCount:
+    """How many tasks are in one status at one priority."""
+
+    status: TaskStatus
+    priority: int
+    count: int
+
+
+@dataclass(frozen=True)
+class FinishedSummary:
+    """Tasks that ended in a span of time: how many, and their mean run and total times."""
+
+    completed: int
+    failed: int
+    mean_run_seconds: float | None
+    mean_latency_seconds: float | None
+
+
+def _float_or_none(value: Any) -> float | None:
+    """An aggregate as a float (PostgreSQL's AVG is a Decimal), None when there was nothing."""
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
 class ExpiryReport:
     """What one expiry pass did."""
 
@@ -971,6 +995,29 @@ class Store:
 
         return self._write_transaction(transaction, notify=True)
 
+    def retry_task(self, task_id: str, *, now: float | None = None) -> Task:
+        """Put a failed or cancelled task back in the queue, its attempt history kept and its
+        failures and worker deaths counted afresh (its content unchanged).
+
+        Raises:
+            TaskNotFound: no such task.
+            WrongState: the task is not failed or cancelled (409, naming its state).
+        """
+        now = self._now(now)
+        retryable = [status.value for status in RETRYABLE_STATUSES]
+
+        def transaction(conn: Connection) -> Task:
+            requeued = conn.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.status.in_(retryable)).values(
+                **REQUEUED_VALUES, not_before=now)).rowcount
+            task = self._load_task(conn, task_id)
+            if not requeued:
+                raise WrongState(f"task {task_id!r} is {task.status.value}: only a failed or "
+                                 "cancelled task can be retried")
+            return task
+
+        return self._write_transaction(transaction, notify=True)
+
     # -- provider budgets ---------------------------------------------------------------
 
     def reserve_provider_request(self, provider: str, key_id: str, *, worker_id: str,
@@ -1088,13 +1135,19 @@ class Store:
 
     def list_tasks(self, *, task_ids: Sequence[str] | None = None,
                    statuses: Sequence[TaskStatus] | None = None,
+                   task_types: Sequence[str] | None = None, before_seq: int | None = None,
                    limit: int | None = None, newest_first: bool = False) -> list[Task]:
-        """Tasks, optionally only these ids and statuses, in queue order (or newest first)."""
+        """Tasks, optionally only these ids, statuses and types, in queue order (or newest
+        first); ``before_seq`` pages on (keyset: only tasks submitted before that one)."""
         query = select(tasks)
         if task_ids is not None:
             query = query.where(tasks.c.task_id.in_(list(task_ids)))
         if statuses:
             query = query.where(tasks.c.status.in_([s.value for s in statuses]))
+        if task_types:
+            query = query.where(tasks.c.type.in_(list(task_types)))
+        if before_seq is not None:
+            query = query.where(tasks.c.seq < literal(before_seq, BigInteger()))
         order = tasks.c.seq.desc() if newest_first else tasks.c.seq
         query = query.order_by(order).limit(limit)
         with self._read() as conn:
@@ -1123,6 +1176,39 @@ class Store:
                 tasks.c.status == TaskStatus.PENDING.value, tasks.c.attempts > 0)) or 0
             counts["total"] = sum(counts[status.value] for status in TaskStatus)
             return counts
+
+    def count_queue_by_priority(self) -> list[QueueCount]:
+        """Number of tasks per status and priority (one scan of the queue index)."""
+        query = (select(tasks.c.status, tasks.c.priority, func.count())
+                 .group_by(tasks.c.status, tasks.c.priority))
+        with self._read() as conn:
+            return [QueueCount(TaskStatus(status), priority, count)
+                    for status, priority, count in conn.execute(query)]
+
+    def oldest_pending_created_at(self) -> float | None:
+        """When the longest-waiting pending task was submitted (None: nothing waits)."""
+        first = (select(func.min(tasks.c.seq))
+                 .where(tasks.c.status == TaskStatus.PENDING.value).scalar_subquery())
+        with self._read() as conn:
+            return conn.scalar(select(tasks.c.created_at).where(tasks.c.seq == first))
+
+    def summarize_finished(self, *, since: float, until: float) -> FinishedSummary:
+        """How many tasks ended in ``(since, until]`` and how long they took on average
+        (run time from the last start, and time from submit). ``exported IN (0, 1)`` lets
+        both databases range-scan the finished-at index instead of every row."""
+        is_completed = case((tasks.c.status == TaskStatus.COMPLETED.value, 1), else_=0)
+        query = (select(func.count(), func.sum(is_completed),
+                        func.avg(tasks.c.finished_at - tasks.c.started_at),
+                        func.avg(tasks.c.finished_at - tasks.c.created_at))
+                 .where(tasks.c.exported.in_([0, 1]), tasks.c.finished_at > since,
+                        tasks.c.finished_at <= until,
+                        tasks.c.status.in_([TaskStatus.COMPLETED.value, TaskStatus.FAILED.value])))
+        with self._read() as conn:
+            ended, completed, run_seconds, latency_seconds = conn.execute(query).one()
+        completed = int(completed or 0)
+        return FinishedSummary(completed=completed, failed=ended - completed,
+                               mean_run_seconds=_float_or_none(run_seconds),
+                               mean_latency_seconds=_float_or_none(latency_seconds))
 
     def unservable_work(self) -> list[UnservableWork]:
         """Pending work that no live worker can run, grouped by what it needs, with the reason.
