@@ -201,7 +201,7 @@ function lineChart(lines, options) {
   }
   const xs = points.map(([x]) => x), ys = points.map(([, y]) => y);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
-  const y1 = Math.max(...ys, options.minTop || 1e-9) * 1.1;
+  const y1 = Math.max(...ys, options.minTop === undefined ? 1 : options.minTop) * 1.1;
   const sx = (x) => left + ((x - x0) / (x1 - x0)) * (width - left - 4);
   const sy = (y) => height - bottom - (y / y1) * (height - bottom - top);
   chart.append(svg("line", { x1: left, y1: sy(0), x2: width - 4, y2: sy(0), stroke: "#999" }));
@@ -236,7 +236,7 @@ function drawCharts(samples) {
   replace("chart-throughput", chartWithLegend([{ name: "ended/min", points: pick("ended_per_minute") }],
     { format: (v) => v.toFixed(1), xLabel: minutes }));
   replace("chart-latency", chartWithLegend([{ name: "run", points: pick("mean_run_seconds") },
-    { name: "submit to end", points: pick("mean_latency_seconds") }], { format: (v) => v.toFixed(1) + "s", xLabel: minutes }));
+    { name: "submit to end", points: pick("mean_latency_seconds") }], { format: (v) => v.toFixed(1) + "s", xLabel: minutes, minTop: 0 }));
   replace("chart-depth", chartWithLegend([{ name: "pending", points: pick("pending") },
     { name: "running", points: pick("running") }], { format: (v) => v.toFixed(0), xLabel: minutes }));
 }
@@ -257,8 +257,8 @@ async function refreshTask(taskId) {
     ["worker", task.assigned_to || "–"], ["attempts", task.attempts], ["submitted", ago(task.created_at)],
     ["started", ago(task.started_at)], ["ended", ago(task.finished_at)], ["description", task.description || "–"],
     ["error", task.error || "–"], ["why it waits", task.unservable || "–"]];
-  replace("task-fields", table(["", ""], fields.map(([name, value]) =>
-    el("tr", {}, el("th", {}, name), name === "state" ? statusCell(value) : el("td", {}, value)))));
+  replace("task-fields", el("table", {}, el("tbody", {}, fields.map(([name, value]) =>
+    el("tr", {}, el("th", {}, name), name === "state" ? statusCell(value) : el("td", {}, value))))));
   replace("task-progress", task.status === "assigned" ? el("p", {}, "progress ", progressBar(task.progress),
     " · ETA ", duration(eta(task))) : el("span"));
   replace("task-attempts", table(["#", "worker", "started", "ended", "outcome", "error"],
@@ -306,7 +306,7 @@ function signedChart(lines) {
   const values = lines.flatMap((l) => l.points.map(([, y]) => y)).filter((y) => y !== null);
   const low = Math.min(...values, 0);
   const shifted = lines.map((l) => ({ name: l.name, points: l.points.map(([x, y]) => [x, y === null ? null : y - low]) }));
-  return chartWithLegend(shifted, { format: (v) => (v + low).toFixed(2), xLabel: (steps) => steps + " steps" });
+  return chartWithLegend(shifted, { format: (v) => (v + low).toFixed(2), xLabel: (steps) => steps + " steps", minTop: 0 });
 }
 
 function decodeFloats(base64) {
