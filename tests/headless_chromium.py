@@ -99,9 +99,10 @@ class HeadlessChromium:
             raise AssertionError(f"{expression!r} threw: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def screenshot(self, path: Path) -> Path:
-        """Save the whole page as a PNG at ``path``."""
-        shot = self.command("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
+        """Save the page (the whole of it, or what the window shows) as a PNG at ``path``."""
+        shot = self.command("Page.captureScreenshot", format="png",
+                            captureBeyondViewport=full_page)
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 

@@ -27,7 +27,7 @@ STATIC_FOLDER = Path(__file__).parent / "static"
 PAGE_PATHS = ("/", "/dashboard")
 MAX_RUNNING_SHOWN = 1000  # running tasks listed under their workers (a few per worker)
 FAILURES_LIMIT = QueryInteger("limit", default=20, minimum=1, maximum=200,
-                              description="how many of the latest failed tasks")
+                              description="how many of the latest failed or held tasks")
 
 
 def add_routes(app: bottle.Bottle, store: Store, samples: QueueSamples) -> None:
@@ -65,8 +65,8 @@ def add_routes(app: bottle.Bottle, store: Store, samples: QueueSamples) -> None:
 
     @app.get("/api/dashboard/failures")
     def failures() -> dict[str, Any]:
-        failed = store.list_tasks(statuses=[TaskStatus.FAILED], limit=FAILURES_LIMIT.read(),
-                                  newest_first=True)
+        failed = store.list_tasks(statuses=[TaskStatus.FAILED, TaskStatus.HELD],
+                                  limit=FAILURES_LIMIT.read(), newest_first=True)
         return {"failures": [failure_view(task, store) for task in failed]}
 
 
@@ -86,7 +86,7 @@ def worker_view(worker: Worker, running: list[Task]) -> dict[str, Any]:
 
 
 def failure_view(task: Task, store: Store) -> dict[str, Any]:
-    """A failed task with the error and outcome of each of its attempts."""
+    """A failed (or held) task with the error and outcome of each of its attempts."""
     attempts = [{"attempt": a.attempt, "worker_id": a.worker_id, "outcome": a.outcome,
                  "error": a.error, "ended_at": iso(a.ended_at)}
                 for a in store.task_attempts(task.task_id)]

@@ -274,7 +274,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "The last hour of queue samples: pending, running, ended per minute, mean run "
         "time and mean time from submit to end", statuses=(401,))},
     "/api/dashboard/failures": {"get": _operation(
-        "The latest failed tasks with the error of each attempt",
+        "The latest failed tasks, and held ones waiting for a person, with the error of "
+        "each attempt",
         params=[_query(dashboard.FAILURES_LIMIT)])},
     "/api/results": {"get": _operation(
         "Ended tasks with their results (seed-004 entries), in the order they ended, a page "

@@ -162,11 +162,11 @@ function budgetRow(name, keyId, budget) {
 }
 
 function drawFailures(failures) {
-  replace("failures-table", table(["task", "type", "ended", "error", "attempts"],
-    failures.map((t) => el("tr", {}, el("td", {}, taskLink(t.task_id)), el("td", {}, t.type),
+  replace("failures-table", table(["task", "type", "state", "ended", "error", "attempts"],
+    failures.map((t) => el("tr", {}, el("td", {}, taskLink(t.task_id)), el("td", {}, t.type), statusCell(t.status),
       el("td", {}, ago(t.finished_at)), el("td", { class: "error" }, t.error || ""),
       el("td", {}, t.history.map((a) => el("div", {}, "#" + a.attempt + " " + a.worker_id + ": " + a.outcome +
-        (a.error ? " (" + a.error + ")" : ""))))))));
+        (a.error && a.error !== t.error ? " (" + a.error + ")" : ""))))))));
 }
 
 function tasksQuery() {
