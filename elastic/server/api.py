@@ -382,15 +382,18 @@ def settled_tasks(store: Store, task_ids: list[str]) -> dict[str, Any]:
 
 
 def unservable_reasons(store: Store, task_ids: list[str]) -> dict[str, str]:
-    """Why no live worker can run each of these tasks that is pending (the others left out)."""
-    if not task_ids:
+    """Why no live worker can run each of these tasks that is pending (the others left out).
+
+    Each task's need is checked against the live workers alone, never by grouping the
+    whole queue: cheap however many tasks wait (a task's page asks every few seconds).
+    """
+    waiting = store.list_tasks(task_ids=task_ids, statuses=[TaskStatus.PENDING]) if task_ids else []
+    if not waiting:
         return {}
-    reasons = {work.requirement: work.reason for work in store.unservable_work()}
-    if not reasons:
-        return {}
-    waiting = store.list_tasks(task_ids=task_ids, statuses=[TaskStatus.PENDING])
-    return {task.task_id: reasons[need] for task in waiting
-            if (need := Requirement.of(task.type, task.data)) in reasons}
+    workers = store.list_workers()
+    reasons = {task.task_id: Requirement.of(task.type, task.data).unmet_reason(workers)
+               for task in waiting}
+    return {task_id: reason for task_id, reason in reasons.items() if reason is not None}
 
 
 def unservable_payload(work: UnservableWork) -> dict[str, Any]:

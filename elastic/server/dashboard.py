@@ -45,12 +45,17 @@ def add_routes(app: bottle.Bottle, store: Store, samples: QueueSamples) -> None:
 
     @app.get("/api/dashboard/queue")
     def queue() -> dict[str, Any]:
+        samples.take_if_due()
+        counts = store.count_queue_by_priority()
+        by_status = {status.value: sum(c.count for c in counts if c.status is status)
+                     for status in TaskStatus}
         oldest = store.oldest_pending_created_at()
-        return {"by_status": store.count_tasks(),
+        return {"by_status": {**by_status, "total": sum(by_status.values())},
                 "by_priority": [{"status": c.status.value, "priority": c.priority, "count": c.count}
-                                for c in store.count_queue_by_priority()],
+                                for c in counts],
                 "oldest_pending_age_seconds": None if oldest is None else time.time() - oldest,
-                "unservable": [unservable_payload(work) for work in store.unservable_work()]}
+                "unservable": [unservable_payload(work) for work in samples.unservable],
+                "unservable_checked_at": iso(samples.last_at())}
 
     @app.get("/api/dashboard/workers")
     def workers() -> dict[str, Any]:

@@ -178,6 +178,22 @@ BUDGET_PATHS: dict[str, dict[str, Any]] = {
                                  "maximum": budgets.MAX_PAUSE_UNTIL}))},
 }
 
+def _page_file(summary: str, *types: str, statuses: tuple[int, ...] = ()) -> dict[str, Any]:
+    """A GET of one of the dashboard's files: not JSON, and open without the token."""
+    return {"summary": summary, "security": [{}], "responses": {
+        "200": {"description": "the file", "content": {kind: {"schema": {"type": "string"}}
+                                                       for kind in types}},
+        **{str(status): ERROR for status in statuses}}}
+
+
+DASHBOARD_PATHS: dict[str, dict[str, Any]] = {
+    **{path: {"get": _page_file("The dashboard's page (it asks for the token when one is set)",
+                                "text/html")} for path in dashboard.PAGE_PATHS},
+    "/dashboard/static/{name}": {"get": {**_page_file(
+        "A file of the dashboard's page (its JavaScript and CSS)", "text/javascript", "text/css",
+        "text/html", statuses=(404,)), "parameters": [_path_param("name")]}},
+}
+
 HEARTBEAT_TASKS = {"type": "object", "additionalProperties": {
     "type": "object", "required": ["lease_token"],
     "properties": {"lease_token": {"type": "integer"}, "progress": {"type": "number"}}}}
@@ -266,7 +282,8 @@ PATHS: dict[str, dict[str, Any]] = {
         _query(api.TASK_LIST_BEFORE)])},
     "/api/dashboard/queue": {"get": _operation(
         "Tasks by state and by state and priority, the oldest pending task's age, and the "
-        "pending work no live worker can run, with why", statuses=(401,))},
+        "pending work no live worker can run, with why (as of 'unservable_checked_at', at "
+        "most one sample interval ago)", statuses=(401,))},
     "/api/dashboard/workers": {"get": _operation(
         "Every worker with what it offers and the tasks it runs now, with their progress",
         statuses=(401,))},
@@ -291,6 +308,7 @@ PATHS: dict[str, dict[str, Any]] = {
                                  params=[_query(views.TASK_VIEW_LIMIT)])},
     "/workers": {"get": _operation("Seed-004 worker list (a JSON array)")},
     **BUDGET_PATHS,
+    **DASHBOARD_PATHS,
 }
 
 
