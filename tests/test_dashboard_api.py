@@ -4,10 +4,12 @@ cross-site check on state-changing requests (an orchestrator in a thread, SQLite
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from conftest import ServerProcess
 
 TOKEN = "dashboard-api-test-token-81c2"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -156,3 +158,11 @@ def test_a_read_from_another_origin_is_answered_but_not_shared_without_cors(url:
                           headers={**AUTH, "Origin": "http://evil.example"})
     assert answer.status_code == 200
     assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+def test_elastic_serve_prints_the_dashboards_address(
+        start_server: Callable[..., ServerProcess], project_folder: Path) -> None:
+    server = start_server()
+    log = (project_folder / "server.log").read_text()
+    assert f"dashboard: {server.url}/" in log
+    assert requests.get(f"{server.url}/", timeout=10).headers["Content-Type"].startswith("text/html")
