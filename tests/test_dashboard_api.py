@@ -53,6 +53,7 @@ def test_the_dashboard_page_is_served_without_the_token_and_loads_only_its_own_f
     assert page.headers["Content-Type"].startswith("text/html")
     assert '<script src="/dashboard/static/app.js">' in page.text
     assert "http" not in page.text.replace("http://www.w3.org", "")  # no CDN
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
     for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
         asset = requests.get(f"{url}/dashboard/static/{name}", timeout=10)
         assert asset.status_code == 200 and kind in asset.headers["Content-Type"]

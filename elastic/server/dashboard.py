@@ -25,6 +25,11 @@ from elastic.web import QueryInteger
 
 STATIC_FOLDER = Path(__file__).parent / "static"
 PAGE_PATHS = ("/", "/dashboard")
+# The page runs only its own script, talks only to this server, and cannot be framed by
+# another site (whose page could trick a click on cancel or retry).
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                           "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; "
+                           "base-uri 'none'; form-action 'none'")
 MAX_RUNNING_SHOWN = 1000  # running tasks listed under their workers (a few per worker)
 FAILURES_LIMIT = QueryInteger("limit", default=20, minimum=1, maximum=200,
                               description="how many of the latest failed or held tasks")
@@ -76,9 +81,12 @@ def add_routes(app: bottle.Bottle, store: Store, samples: QueueSamples) -> None:
 
 
 def static_response(name: str) -> bottle.HTTPResponse:
-    """A file of the dashboard, never cached stale (an upgrade shows at once)."""
+    """A file of the dashboard, never cached stale (an upgrade shows at once), under the
+    page's content security policy."""
     answer = bottle.static_file(name, root=str(STATIC_FOLDER))
     answer.set_header("Cache-Control", "no-cache")
+    answer.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    answer.set_header("X-Content-Type-Options", "nosniff")
     return answer
 
 
