@@ -12,7 +12,7 @@ const PAGE_SIZE = 50;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const COLORS = ["#1565c0", "#c62828", "#2e7d32", "#b26a00"];
 
-const state = { before: null, next: null, refreshing: false };
+const state = { before: null, next: null, taskKey: null, refreshing: false };
 
 // -- small helpers --------------------------------------------------------------------
 
@@ -59,6 +59,10 @@ function duration(seconds) {
 function ago(iso) {
   if (!iso) return "–";
   return duration((Date.now() - Date.parse(iso)) / 1000) + " ago";
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "–";
 }
 
 function progressBar(fraction) {
@@ -248,22 +252,33 @@ function currentTaskId() {
   return match ? decodeURIComponent(match[1]) : null;
 }
 
+// A task's page asks for the light summary every tick and for the whole task (data,
+// result with its series and snapshots, attempts) only when the summary changed.
 async function refreshTask(taskId) {
+  const summary = (await api("/api/tasks?limit=1&id=" + encodeURIComponent(taskId))).tasks[0];
+  if (!summary) throw new Error("no task " + taskId);
+  const key = [taskId, summary.status, summary.attempts, summary.progress, summary.finished_at].join("|");
+  if (key === state.taskKey) return;
   const task = await api("/api/tasks/status/" + encodeURIComponent(taskId));
+  state.taskKey = key;
+  drawTask(task);
+}
+
+function drawTask(task) {
   $("task-title").textContent = "Task " + task.task_id;
   $("cancel-button").disabled = !["pending", "assigned", "held"].includes(task.status);
   $("retry-button").disabled = !["failed", "cancelled"].includes(task.status);
   const fields = [["state", task.status], ["type", task.type], ["priority", task.priority],
-    ["worker", task.assigned_to || "–"], ["attempts", task.attempts], ["submitted", ago(task.created_at)],
-    ["started", ago(task.started_at)], ["ended", ago(task.finished_at)], ["description", task.description || "–"],
+    ["worker", task.assigned_to || "–"], ["attempts", task.attempts], ["submitted", when(task.created_at)],
+    ["started", when(task.started_at)], ["ended", when(task.finished_at)], ["description", task.description || "–"],
     ["error", task.error || "–"], ["why it waits", task.unservable || "–"]];
   replace("task-fields", el("table", {}, el("tbody", {}, fields.map(([name, value]) =>
     el("tr", {}, el("th", {}, name), name === "state" ? statusCell(value) : el("td", {}, value))))));
   replace("task-progress", task.status === "assigned" ? el("p", {}, "progress ", progressBar(task.progress),
     " · ETA ", duration(eta(task))) : el("span"));
   replace("task-attempts", table(["#", "worker", "started", "ended", "outcome", "error"],
-    task.history.map((a) => el("tr", {}, el("td", {}, a.attempt), el("td", {}, a.worker_id), el("td", {}, ago(a.started_at)),
-      el("td", {}, ago(a.ended_at)), statusCell(a.outcome), el("td", { class: "error" }, a.error || "")))));
+    task.history.map((a) => el("tr", {}, el("td", {}, a.attempt), el("td", {}, a.worker_id), el("td", {}, when(a.started_at)),
+      el("td", {}, when(a.ended_at)), statusCell(a.outcome), el("td", { class: "error" }, a.error || "")))));
   $("task-data").textContent = JSON.stringify(task.data, null, 2);
   $("task-result").textContent = JSON.stringify(shownResult(task.result), null, 2);
   drawSimulation(task.result);
@@ -342,6 +357,7 @@ async function act(action) {
   } catch (error) {
     $("action-message").textContent = action + " refused: " + error.message;
   }
+  state.taskKey = null;
   refresh();
 }
 
@@ -378,7 +394,7 @@ function start() {
   $("page-older").addEventListener("click", () => { if (state.next) { state.before = state.next; refresh(); } });
   $("cancel-button").addEventListener("click", () => act("cancel"));
   $("retry-button").addEventListener("click", () => act("retry"));
-  window.addEventListener("hashchange", () => { $("action-message").textContent = ""; refresh(); });
+  window.addEventListener("hashchange", () => { $("action-message").textContent = ""; state.taskKey = null; refresh(); });
   refresh();
   setInterval(refresh, REFRESH_MS);
 }
