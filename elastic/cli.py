@@ -435,10 +435,10 @@ def ingest(path: str | None, once: bool, server_url: str | None, database_url: s
         except ServerUnreachable as exc:
             if once:
                 raise
-            stderr.print(f"{exc.message}; trying again", highlight=False)
+            stderr.print(f"{exc.message}; trying again", highlight=False, markup=False)
             report = ingesting.IngestReport()
         for line in report.lines():
-            stdout.print(line, highlight=False)
+            stdout.print(line, highlight=False, markup=False)
         if once:
             sys.exit(1 if report.rejected else 0)
         time.sleep(settings.task_distribution_interval_seconds)
@@ -585,7 +585,7 @@ def cancel(task_id: str, server_url: str | None, config_path: str | None) -> Non
     settings = load_config(config_path, server_url=server_url)
     answer = Transport(settings.server_url, token=settings.token).post(
         task_path(task_id, "cancel"))
-    stdout.print(f"{answer['task_id']}: {answer['status']}")
+    stdout.print(f"{answer['task_id']}: {answer['status']}", highlight=False, markup=False)
 
 
 @main.command()
@@ -608,7 +608,7 @@ def release(task_id: str, server_url: str | None, config_path: str | None) -> No
     settings = load_config(config_path, server_url=server_url)
     answer = Transport(settings.server_url, token=settings.token).post(
         task_path(task_id, "release-hold"))
-    stdout.print(f"{answer['task_id']}: {answer['status']}")
+    stdout.print(f"{answer['task_id']}: {answer['status']}", highlight=False, markup=False)
 
 
 @main.command()
@@ -672,7 +672,8 @@ def _print_batch_outcome(outcome: Any, *, replace: bool) -> None:
             stdout.print(console.held_line(task.task_id, task.held_reason, task.error),
                          highlight=False, soft_wrap=True)
     for path in outcome.results_files:
-        stdout.print(f"results written to {path}", highlight=False, soft_wrap=True)
+        stdout.print(f"results written to {path}", highlight=False, markup=False,
+                     soft_wrap=True)
     if outcome.interrupted:
         left = sum(not task.status.is_settled for task in outcome.tasks)
         stderr.print(f"interrupted: {left} unfinished task(s) went back to the queue, not "
@@ -794,7 +795,7 @@ def results_plot(task_id: str, out_dir: str | None, server_url: str | None,
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     for path in written:
-        stdout.print(str(path), highlight=False)
+        stdout.print(str(path), highlight=False, markup=False)
 
 
 def _parse_since(since: str | None) -> float | None:

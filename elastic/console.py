@@ -31,7 +31,13 @@ STATUS_STYLES = {"completed": "green", "failed": "red", "cancelled": "yellow",
 def styled(word: str) -> str:
     """A status word in its colour."""
     style = STATUS_STYLES.get(word, "white")
-    return f"[{style}]{word}[/{style}]"
+    return f"[{style}]{escape(word)}[/{style}]"
+
+
+def shown(value: object) -> str:
+    """Stored data as rich shows it literally: ``[/INST]`` in an error or a worker type is
+    text, not markup (an unmatched closing tag would crash the print)."""
+    return escape(str(value))
 
 
 def batch_progress() -> Progress:
@@ -82,9 +88,9 @@ def count_words(statuses: Iterable[str]) -> str:
 
 
 def held_line(task_id: str, reason: str | None, error: str | None) -> str:
-    """One line saying a task is held, why, and how to let it run again."""
-    return (f"{task_id} held ({reason}): {error or 'no error recorded'}; fix the cause, "
-            f"then `elastic release {task_id}` to run it again")
+    """One line saying a task is held, why, and how to let it run again (markup escaped)."""
+    return shown(f"{task_id} held ({reason}): {error or 'no error recorded'}; fix the cause, "
+                 f"then `elastic release {task_id}` to run it again")
 
 
 class BatchWaitView:
@@ -119,8 +125,8 @@ def summary_table(tasks: Sequence[Task]) -> Table:
         table.add_column(column)
     for task in tasks:
         elapsed = task.execution_time_s
-        table.add_row(task.task_id, _type_label(task), styled(task.status.value),
-                      task.worker_id or "-", str(task.attempts),
+        table.add_row(shown(task.task_id), shown(_type_label(task)), styled(task.status.value),
+                      shown(task.worker_id or "-"), str(task.attempts),
                       f"{elapsed:.2f}" if elapsed is not None else "-", _outcome(task))
     return table
 
@@ -133,15 +139,15 @@ def _type_label(task: Task) -> str:
 def _outcome(task: Task) -> str:
     result = task.result or {}
     if task.status is TaskStatus.HELD:
-        return f"[magenta]{task.held_reason}: {task.error or ''}[/magenta]"
+        return f"[magenta]{shown(task.held_reason)}: {shown(task.error or '')}[/magenta]"
     if task.status is not TaskStatus.COMPLETED:
-        return f"[red]{task.error or ''}[/red]"
+        return f"[red]{shown(task.error or '')}[/red]"
     if "total_energy" in result:
         return f"E={result['total_energy']:.6g} drift={result.get('energy_drift', 0):.2e}"
     if "genome" in result:
         return f"genome with {len(result['genome'])} genes"
     output = str(result.get("output", ""))
-    return output[:60] + ("…" if len(output) > 60 else "")
+    return shown(output[:60] + ("…" if len(output) > 60 else ""))
 
 
 def status_view(stats: Mapping[str, Any], workers: Sequence[Mapping[str, Any]],
@@ -188,7 +194,8 @@ def _workers_table(workers: Sequence[Mapping[str, Any]]) -> Table:
     for worker in workers:
         rate = worker.get("success_rate")
         provider = (worker.get("info") or {}).get("provider")
-        table.add_row(worker["worker_id"], worker["worker_type"], styled(worker["status"]),
+        table.add_row(shown(worker["worker_id"]), shown(worker["worker_type"]),
+                      styled(worker["status"]),
                       f"{worker['active_tasks']}/{worker['capacity']}",
                       str(worker["tasks_completed"]), str(worker["tasks_failed"]),
                       "-" if rate is None else f"{rate:.0%}", _age(worker.get("last_heartbeat")),
@@ -207,10 +214,10 @@ def _age(timestamp: str | None) -> str:
 def _provider_cell(provider: Mapping[str, Any] | None) -> str:
     if not provider:
         return "-"
-    shown = ", ".join(f"{key}={value}" for key, value in provider.items()
-                      if value is not None and key != "breaker")
+    listed = shown(", ".join(f"{key}={value}" for key, value in provider.items()
+                             if value is not None and key != "breaker"))
     down = _backend_down(provider)
-    return f"[red]{escape(down)}[/red]; {shown}" if down else shown
+    return f"[red]{escape(down)}[/red]; {listed}" if down else listed
 
 
 def _backend_down(provider: Mapping[str, Any]) -> str | None:
@@ -229,8 +236,8 @@ def _tasks_table(counts: Mapping[str, int]) -> Table:
              "total"]
     for word in words:
         table.add_column(word, justify="right")
-    shown = seed004.tasks_summary(counts)
-    table.add_row(*(str(shown.get(word, 0)) for word in words))
+    summary = seed004.tasks_summary(counts)
+    table.add_row(*(str(summary.get(word, 0)) for word in words))
     return table
 
 
@@ -240,7 +247,7 @@ def _failures_table(failures: Sequence[Mapping[str, Any]]) -> Table:
         table.add_column(column)
     for task in failures:
         reason = f"{task['held_reason']}: " if task.get("held_reason") else ""
-        table.add_row(task["task_id"], task["type"], styled(task["status"]),
-                      str(task["attempts"]), task.get("finished_at") or "-",
-                      f"[red]{reason}{task.get('error') or ''}[/red]")
+        table.add_row(shown(task["task_id"]), shown(task["type"]), styled(task["status"]),
+                      str(task["attempts"]), shown(task.get("finished_at") or "-"),
+                      f"[red]{shown(reason + (task.get('error') or ''))}[/red]")
     return table

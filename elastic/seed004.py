@@ -6,11 +6,13 @@ queue after a failed attempt reads ``redistributed``; a live worker reads ``acti
 (any other ``inactive``); statistics have a ``tasks_summary``. The seed has no word
 for a task held for a person (``elastic release``): it reads ``held`` here too, with
 its ``held_reason``; failed-like words would hide that it can still run. This module is
-the only place that translates to those words; it shapes records and does no I/O of its own.
+the only place that translates to those words; it shapes records and does no I/O of its own
+(but for a warning naming a task whose stored values had to be replaced).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,8 @@ from elastic.tasks import Task, TaskStatus, Worker, WorkerStatus, finite_json, i
 
 if TYPE_CHECKING:
     from elastic.store import Store
+
+log = logging.getLogger("elastic.results")
 
 REDISTRIBUTED = "redistributed"
 
@@ -124,7 +128,7 @@ def task_result_entry(task: Task) -> dict[str, Any]:
     if task.error:
         result.setdefault("error", task.error)
     is_simulation = task.type == "simulation"
-    return finite_json({
+    entry = {
         "task_id": task.task_id, "type": task.type, "status": task.status.value,
         "algorithm": task.data.get("algorithm") if is_simulation else None,
         "parameters": task.data.get("parameters") if is_simulation else task.data,
@@ -134,7 +138,12 @@ def task_result_entry(task: Task) -> dict[str, Any]:
         "description": task.description, "source": task.source, "attempts": task.attempts,
         "created_at": iso(task.created_at), "error": task.error,
         "held_reason": task.held_reason,
-    })
+    }
+    written = finite_json(entry)
+    if written != entry:  # only data that got in around the API's gate (NaN != NaN too)
+        log.warning("task %r holds values that are not JSON text (NaN, infinity, a lone "
+                    "surrogate or NUL): written as null or U+FFFD", task.task_id)
+    return written
 
 
 def _rounded(seconds: float | None) -> float | None:

@@ -28,11 +28,14 @@ from elastic.errors import InvalidTask, UnknownTaskType
 from elastic.executors import validate_task_data
 from elastic.tasks import (
     DEFAULT_PRIORITY,
+    MAX_JSON_DEPTH,
     TASK_TYPES,
     NewTask,
     id_problem,
+    json_value_problem,
     parse_priority,
     parse_timeout_seconds,
+    requirement_problem,
 )
 
 DIGEST_CHARS = 16
@@ -83,7 +86,7 @@ def load_json(content: str | bytes) -> Any:
         raise InvalidTask(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
                           ) from None
     except RecursionError:
-        raise InvalidTask("not valid JSON: nested too deeply") from None
+        raise InvalidTask(f"not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -130,6 +133,7 @@ def _check_document_keys(document: Mapping[str, Any]) -> None:
     metadata = document.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidTask(f"must be a JSON object, got {_kind(metadata)}", field="metadata")
+    check_json_value(metadata, path="metadata")
 
 
 def _parse_task(entry: object, *, index: int, path: str, source: str,
@@ -137,12 +141,14 @@ def _parse_task(entry: object, *, index: int, path: str, source: str,
     if not isinstance(entry, dict):
         raise InvalidTask(f"must be a JSON object, got {_kind(entry)}",
                           field=path or None, index=index)
+    check_json_value(entry, path=path, index=index)
     try:
         shape = _shape_of(entry)
     except InvalidTask as exc:
         raise _located(exc, index=index, path=path) from None
     try:
         validate_task_data(shape.task_type, shape.data)
+        _check_requirement(shape.task_type, shape.data)
     except InvalidTask as exc:
         raise _located(exc, index=index, path=_join(path, shape.data_path),
                        field=_data_relative(exc.field)) from None
@@ -153,6 +159,25 @@ def _parse_task(entry: object, *, index: int, path: str, source: str,
                        timeout_seconds=_timeout_seconds(entry))
     except InvalidTask as exc:
         raise _located(exc, index=index, path=path) from None
+
+
+def check_json_value(value: object, *, path: str, index: int | None = None) -> None:
+    """Refuse what no task may hold (``elastic.tasks.json_value_problem``: deep nesting,
+    lone surrogates, NUL, non-finite or over-64-bit numbers): the gate for task files,
+    HTTP submissions and the client's local runs alike.
+
+    Raises:
+        InvalidTask: naming the field path (under ``path``) and the problem.
+    """
+    refused = json_value_problem(value, path=path)
+    if refused:
+        raise InvalidTask(refused[1], field=refused[0] or None, index=index)
+
+
+def _check_requirement(task_type: str, data: Mapping[str, Any]) -> None:
+    problem = requirement_problem(task_type, data)
+    if problem:
+        raise InvalidTask(problem[1], field=problem[0])
 
 
 def _shape_of(entry: Mapping[str, Any]) -> _Shape:

@@ -33,6 +33,14 @@ MAX_ID_LENGTH = 200  # task and worker ids (the tables' String(200))
 MAX_SOURCE_LENGTH = 500  # a task's source: the file it came from (the table's String(500))
 MAX_ESTIMATED_TOKENS = 10**9  # the most tokens a request or a budget may speak of
 MAX_TIMEOUT_SECONDS = 30 * 86_400  # the longest time limit a task may ask for
+MAX_MODEL_LENGTH = 200  # a task's model name (the tasks table's String(200))
+MAX_ALGORITHM_LENGTH = 64  # a task's algorithm (the tasks table's String(64))
+# What any JSON we take in may hold (HTTP bodies, task files, the client's local path):
+# deeper nesting overflows the recursive code that walks it, more than 64-bit integers do
+# not fit the databases' integer columns, and a body of ten million tiny values is a bomb.
+MAX_JSON_DEPTH = 64
+MAX_JSON_VALUES = 1_000_000
+MIN_JSON_INTEGER, MAX_JSON_INTEGER = -(2**63), 2**63 - 1
 
 
 class TaskStatus(enum.StrEnum):
@@ -253,6 +261,17 @@ def requirement_of(task_type: str, data: Mapping[str, Any]) -> tuple[str | None,
     return (algorithm if isinstance(algorithm, str) else None), model
 
 
+def requirement_problem(task_type: str, data: Mapping[str, Any]) -> tuple[str, str] | None:
+    """An algorithm or model name too long to store (the tasks table's columns), as
+    ``(field in data, problem)``, or None."""
+    algorithm, model = requirement_of(task_type, data)
+    if algorithm is not None and len(algorithm) > MAX_ALGORITHM_LENGTH:
+        return "algorithm", f"must be at most {MAX_ALGORITHM_LENGTH} characters"
+    if model is not None and len(model) > MAX_MODEL_LENGTH:
+        return "model", f"must be at most {MAX_MODEL_LENGTH} characters"
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Requirement:
     """What a worker must offer to run a task: its type, and the algorithm or model it names."""
@@ -287,18 +306,79 @@ class Requirement:
         return f"no online worker offers model {self.model!r}"
 
 
-def finite_json(value: Any) -> Any:
-    """``value`` with NaN and infinities (a diverged simulation's energy) turned into null.
+def json_value_problem(value: object, *, path: str = "") -> tuple[str, str] | None:
+    """The first thing in decoded JSON ``value`` that elastic refuses to take in, as
+    ``(field path, problem)``, or None: the one gate for bodies, task files and tasks.
 
-    They are not JSON: PostgreSQL refuses them and strict parsers choke on them.
+    Refused: nesting deeper than ``MAX_JSON_DEPTH``, more than ``MAX_JSON_VALUES`` values,
+    a lone surrogate or a NUL character in a string or key (not storable as UTF-8 text,
+    nor in PostgreSQL), a number that is not finite (``1e999``) and an integer beyond 64 bits.
+    """
+    pending: list[tuple[str, object, int]] = [(path, value, 0)]
+    for _ in range(MAX_JSON_VALUES):
+        if not pending:
+            return None
+        where, item, depth = pending.pop()
+        problem = _scalar_problem(item)
+        if problem:
+            return where, problem
+        if isinstance(item, dict | list) and depth >= MAX_JSON_DEPTH:
+            return where, f"nested deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                key_problem = _scalar_problem(key)
+                child_path = f"{where}.{key}" if where else str(key)
+                if key_problem:
+                    return child_path.encode("utf-8", "backslashreplace").decode(), key_problem
+                pending.append((child_path, child, depth + 1))
+        elif isinstance(item, list):
+            pending.extend((f"{where}[{index}]", child, depth + 1)
+                           for index, child in enumerate(item))
+    return path, f"holds more than {MAX_JSON_VALUES} values"
+
+
+def _scalar_problem(item: object) -> str | None:
+    if isinstance(item, str):
+        if "\x00" in item:
+            return "must not contain a NUL character"
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"holds a lone surrogate ({item[exc.start]!a}), which is not text"
+    elif isinstance(item, float) and not math.isfinite(item):
+        return f"must be a finite number, got {item}"
+    elif isinstance(item, int) and not MIN_JSON_INTEGER <= item <= MAX_JSON_INTEGER:
+        return "must be an integer that fits in 64 bits"
+    return None
+
+
+def finite_json(value: Any) -> Any:
+    """``value`` made writable as strict UTF-8 JSON whatever it holds: NaN and infinities
+    (a diverged simulation's energy) become null, a lone surrogate or a NUL character
+    (say in a model's answer) becomes U+FFFD.
+
+    None of them is storable JSON text: PostgreSQL refuses them, strict parsers and UTF-8
+    files choke on them. Cheap in the common case: only a string that is bad is rebuilt.
     """
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        return _text_of(value)
     if isinstance(value, dict):
-        return {key: finite_json(item) for key, item in value.items()}
+        return {_text_of(key) if isinstance(key, str) else key: finite_json(item)
+                for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [finite_json(item) for item in value]
     return value
+
+
+def _text_of(text: str) -> str:
+    text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def iso(timestamp: float | None) -> str | None:

@@ -30,7 +30,7 @@ from elastic.errors import (
     NotFound,
     Unauthorized,
 )
-from elastic.tasks import whole_number
+from elastic.tasks import MAX_JSON_DEPTH, finite_json, json_value_problem, whole_number
 
 log = logging.getLogger("elastic.server")
 
@@ -105,7 +105,7 @@ class JsonPlugin:
                 close_request_body()
             if isinstance(body, dict | list):
                 bottle.response.content_type = "application/json"
-                return json.dumps(body)
+                return dump_json(body)
             return body
 
         return wrapper
@@ -152,6 +152,18 @@ def close_request_body() -> None:
         body.close()
 
 
+def dump_json(body: dict[str, Any] | list[Any]) -> str:
+    """``body`` as strict JSON: never ``NaN`` or ``Infinity``, whatever the store holds.
+
+    The plain dump is tried first so that the common case costs no extra walk.
+    """
+    try:
+        return json.dumps(body, allow_nan=False)
+    except ValueError:
+        log.warning("an answer held a non-finite number: sent as null")
+        return json.dumps(finite_json(body), allow_nan=False)
+
+
 def error_response(status: int, message: str, **details: Any) -> bottle.HTTPResponse:
     """A JSON error response: ``{"error": message, **details}``."""
     return bottle.HTTPResponse(json.dumps({"error": message, **details}), status=status,
@@ -183,8 +195,14 @@ def read_json(*, required: bool = True) -> dict[str, Any]:
         document = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"request body: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInput(f"request body: nested deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(document, dict):
         raise InvalidInput(f"request body: expected a JSON object, got {type(document).__name__}")
+    problem = json_value_problem(document)
+    if problem:
+        field, text = problem
+        raise InvalidInput(f"field '{field}': {text}" if field else f"request body: {text}")
     return document
 
 

@@ -471,8 +471,10 @@ class ClientCore:
             InvalidTask: the data is not valid for the task type.
         """
         from elastic.executors.base import ExecutionContext
+        from elastic.taskfiles import check_json_value
 
         executor = local_executor(effect.task_type)
+        check_json_value(effect.data, path="data")
         params = executor.validate(effect.data)
         context = ExecutionContext(task_id=f"local-{uuid.uuid4()}", provider=self.local_provider)
         return dict(executor.run(params, context))
@@ -555,13 +557,18 @@ def task_body(task: Mapping[str, Any], index: int) -> dict[str, Any]:
     """One task of a submit request, with an id made here when it has none.
 
     Raises:
-        InvalidTask: the task has no ``type``.
+        InvalidTask: the task has no ``type``, or holds what the server's gate refuses
+            (a lone surrogate, NaN...: it could not even be sent as JSON).
     """
+    from elastic.taskfiles import check_json_value  # the executors load only when needed
+
     if "type" not in task:
         raise InvalidTask("is required", field="type", index=index)
-    return {"type": task["type"], "data": dict(task.get("data") or {}),
+    body = {"type": task["type"], "data": dict(task.get("data") or {}),
             "priority": task.get("priority", DEFAULT_PRIORITY),
             "task_id": task.get("task_id") or str(uuid.uuid4())}
+    check_json_value(body, path="", index=index)
+    return body
 
 
 def expect(result: TaskResult, kind: type[T]) -> T:

@@ -22,6 +22,7 @@ from elastic.providers.base import (
     Provider,
     complete_with_retries,
 )
+from elastic.tasks import MAX_ESTIMATED_TOKENS
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_LANGUAGE = "python"
@@ -133,9 +134,10 @@ def validate_options(data: Mapping[str, Any]) -> dict[str, Any]:
                                         and 0 <= temperature <= MAX_TEMPERATURE):
         raise InvalidTask("must be a number from 0 to 2", field="temperature")
     max_tokens = data.get("max_tokens")
-    if max_tokens is not None and not (isinstance(max_tokens, int)
-                                       and not isinstance(max_tokens, bool) and max_tokens >= 1):
-        raise InvalidTask("must be an integer >= 1", field="max_tokens")
+    if max_tokens is not None and not (isinstance(max_tokens, int) and not isinstance(
+            max_tokens, bool) and 1 <= max_tokens <= MAX_ESTIMATED_TOKENS):
+        raise InvalidTask(f"must be an integer from 1 to {MAX_ESTIMATED_TOKENS}",
+                          field="max_tokens")
     return {"model": model, "temperature": temperature, "max_tokens": max_tokens}
 
 
