@@ -20,9 +20,11 @@ from elastic.server import api, budgets, dashboard, fleet, views
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_ID_LENGTH,
+    MAX_JSON_INTEGER,
     MAX_PRIORITY,
     MAX_SOURCE_LENGTH,
     MAX_TIMEOUT_SECONDS,
+    MIN_JSON_INTEGER,
     MIN_PRIORITY,
     PRIORITY_WORDS,
     TASK_TYPES,
@@ -312,6 +314,57 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
+# What any value in a body may be (elastic.tasks.json_value_problem, the gate every body
+# passes): no NUL, integers within 64 bits; deeper values are allowed up to MAX_JSON_DEPTH.
+BOUNDED_INTEGER = {"type": "integer", "minimum": MIN_JSON_INTEGER, "maximum": MAX_JSON_INTEGER}
+BOUNDED_NUMBER = {"type": "number", "minimum": MIN_JSON_INTEGER, "maximum": MAX_JSON_INTEGER}
+JSON_SCALAR = {"anyOf": [TEXT, BOUNDED_NUMBER, {"type": "boolean"}, {"type": "null"}]}
+JSON_VALUE = {"anyOf": [*JSON_SCALAR["anyOf"], {"type": "array", "items": JSON_SCALAR},
+                        {"type": "object", "additionalProperties": JSON_SCALAR,
+                         "propertyNames": TEXT}]}
+
+
+def gated(schema: Any) -> Any:
+    """``schema`` with the gate's rules stated wherever it leaves them open: extra object
+    properties are JSON values, strings and names have no NUL, numbers fit in 64 bits."""
+    if isinstance(schema, list):
+        return [gated(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    shaped = {key: gated(value) if key in SUBSCHEMA_KEYS else value
+              for key, value in schema.items()}
+    if key_properties := shaped.get("properties"):
+        shaped["properties"] = {name: gated(item) for name, item in key_properties.items()}
+    kind = shaped.get("type")
+    if kind == "object":
+        shaped.setdefault("additionalProperties", JSON_VALUE)
+        shaped.setdefault("propertyNames", TEXT)
+    elif kind == "string" and "pattern" not in shaped and "enum" not in shaped:
+        shaped["pattern"] = NO_NUL
+    elif kind in ("integer", "number"):
+        shaped.setdefault("minimum", MIN_JSON_INTEGER)
+        shaped.setdefault("maximum", MAX_JSON_INTEGER)
+    return shaped
+
+
+SUBSCHEMA_KEYS = frozenset({"anyOf", "oneOf", "allOf", "items", "additionalProperties"})
+
+
+def _gated_paths(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every operation's request body run through ``gated``."""
+    shaped: dict[str, dict[str, Any]] = {}
+    for path, operations in paths.items():
+        shaped[path] = {}
+        for method, operation in operations.items():
+            body = operation.get("requestBody")
+            if body is not None:
+                content = body["content"]["application/json"]
+                operation = {**operation, "requestBody": {**body, "content": {
+                    "application/json": {**content, "schema": gated(content["schema"])}}}}
+            shaped[path][method] = operation
+    return shaped
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document."""
     return {
@@ -319,8 +372,11 @@ def openapi_document() -> dict[str, Any]:
         "info": {"title": "elastic orchestrator", "version": __version__},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}, {}],
-        "paths": PATHS,
+        "paths": GATED_PATHS,
     }
+
+
+GATED_PATHS = _gated_paths(PATHS)
 
 
 def add_routes(app: bottle.Bottle) -> None:
