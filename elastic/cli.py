@@ -431,7 +431,8 @@ def ingest(path: str | None, once: bool, server_url: str | None, database_url: s
     seen: dict[str, Any] = {}
     while True:
         try:
-            report = ingesting.ingest_folder(queue, folder, seen=seen)
+            report = ingesting.ingest_folder(queue, folder, seen=seen,
+                                             max_file_bytes=settings.max_body_bytes)
         except ServerUnreachable as exc:
             if once:
                 raise

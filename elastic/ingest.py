@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from elastic.atomic import atomic_write_json, file_stamp, move_to_unused
+from elastic.config import Config
 from elastic.errors import InvalidTask, ServerUnreachable
 from elastic.taskfiles import parse_task_file
 from elastic.tasks import NewTask, SubmitOutcome, iso
@@ -47,6 +48,7 @@ from elastic.tasks import NewTask, SubmitOutcome, iso
 log = logging.getLogger("elastic.ingest")
 
 DEFAULT_MIN_AGE_SECONDS = 1.0
+DEFAULT_MAX_FILE_BYTES = Config.max_body_bytes  # one limit for task files and HTTP bodies
 PROCESSED_FOLDER = "processed"
 REJECTED_FOLDER = "rejected"
 ERROR_SUFFIX = ".error.json"
@@ -118,7 +120,8 @@ class IngestReport:
 
 def ingest_folder(queue: TaskQueue, folder: Path, *, now: float | None = None,
                   min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS,
-                  seen: dict[str, Signature] | None = None) -> IngestReport:
+                  seen: dict[str, Signature] | None = None,
+                  max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> IngestReport:
     """Queue every settled ``*.json`` batch in ``folder``, oldest first.
 
     Args:
@@ -127,6 +130,8 @@ def ingest_folder(queue: TaskQueue, folder: Path, *, now: float | None = None,
         seen: the memory of a caller that scans repeatedly (``FolderWatcher``):
             name -> signature at the previous scan, updated in place. Without it,
             this is a single scan and a file's age is all it goes by.
+        max_file_bytes: a bigger file is rejected unread: the server's
+            ``max_body_bytes``, the limit of an HTTP body.
 
     A folder that does not exist (yet) holds nothing to ingest. A file that
     fails for another reason than being invalid (the database is down) is
@@ -147,7 +152,7 @@ def ingest_folder(queue: TaskQueue, folder: Path, *, now: float | None = None,
         try:
             left = _scan_file(queue, path, signature, previous=previous,
                               single_scan=seen is None, now=now,
-                              min_age_seconds=min_age_seconds, report=report)
+                              limits=(min_age_seconds, max_file_bytes), report=report)
         except ServerUnreachable:
             raise  # every other file would fail the same way: the caller decides
         except Exception:
@@ -182,13 +187,22 @@ def _signature(path: Path) -> Signature | None:
 
 
 def _scan_file(queue: TaskQueue, path: Path, signature: Signature, *, previous: Signature | None,
-               single_scan: bool, now: float, min_age_seconds: float,
+               single_scan: bool, now: float, limits: tuple[float, int],
                report: IngestReport) -> Signature | None:
-    """Take ``path`` if it is settled; returns the signature to remember if it stays."""
+    """Take ``path`` if it is settled; returns the signature to remember if it stays.
+
+    ``limits``: the age a file must have (seconds) and the most bytes it may hold.
+    """
     unchanged = previous == signature
+    min_age_seconds, max_file_bytes = limits
     if not _is_settled(signature, previous, now=now, min_age_seconds=min_age_seconds):
         report.waiting.append(path.name)
         return signature
+    if signature.size > max_file_bytes:  # rejected unread: never held in memory
+        _reject_into(report, path, InvalidTask(
+            f"file of {signature.size} bytes is over the limit of {max_file_bytes} bytes "
+            "(max_body_bytes, the same limit as an HTTP body)"), now=now, signature=signature)
+        return None
     content = _read_unchanged(path, signature)
     if content is None:
         report.waiting.append(path.name)
@@ -199,14 +213,19 @@ def _scan_file(queue: TaskQueue, path: Path, signature: Signature, *, previous: 
         if not (single_scan or unchanged):
             report.waiting.append(path.name)
             return signature
-        rejected = reject_file(path, exc, now=now, expected=signature)
-        if rejected is not None:
-            report.rejected.append(rejected)
+        _reject_into(report, path, exc, now=now, signature=signature)
         return None
     accepted = queue_file(queue, path, tasks, now=now, expected=signature)
     if accepted is not None:
         report.accepted.append(accepted)
     return None
+
+
+def _reject_into(report: IngestReport, path: Path, error: InvalidTask, *, now: float,
+                 signature: Signature) -> None:
+    rejected = reject_file(path, error, now=now, expected=signature)
+    if rejected is not None:
+        report.rejected.append(rejected)
 
 
 def _is_settled(signature: Signature, previous: Signature | None, *, now: float,
@@ -340,17 +359,20 @@ class FolderWatcher:
     """
 
     def __init__(self, queue: TaskQueue, folder: Path, *,
-                 min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS) -> None:
+                 min_age_seconds: float = DEFAULT_MIN_AGE_SECONDS,
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
         self.queue = queue
         self.folder = folder
         self.min_age_seconds = min_age_seconds
+        self.max_file_bytes = max_file_bytes
         self._seen: dict[str, Signature] = {}
 
     def scan(self, *, now: float | None = None) -> IngestReport:
         """Ingest what has settled since the last scan (creating the folder if needed)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         report = ingest_folder(self.queue, self.folder, now=now,
-                               min_age_seconds=self.min_age_seconds, seen=self._seen)
+                               min_age_seconds=self.min_age_seconds, seen=self._seen,
+                               max_file_bytes=self.max_file_bytes)
         for accepted in report.accepted:
             log.info("queued %s: %d new task(s), %d already known", accepted.name,
                      accepted.created, accepted.duplicates)

@@ -221,3 +221,20 @@ def test_status_shows_markup_looking_worker_types_and_errors_as_text(
     assert shown.returncode == 0, shown.stderr
     for text in ("[/INST]", "[bold]w", "[red]t", "[/INST] [x"):
         assert text in shown.stdout, (text, shown.stdout)
+
+
+def test_a_task_file_over_the_body_limit_is_rejected_unread_naming_the_limit(
+        start_server: Callable[..., ServerProcess], project_folder: Path) -> None:
+    queues = project_folder / "task_queues"
+    queues.mkdir(exist_ok=True)
+    server = start_server()
+    with (queues / "huge.json").open("wb") as huge:
+        huge.truncate(200 * 1024 * 1024)  # sparse: 200 MB to read, no disk used
+    error_file = queues / "rejected" / "huge.error.json"
+    wait_until(error_file.exists, timeout=60, message="the 200 MB file to be rejected")
+    assert "max_body_bytes" in error_file.read_text()
+    assert (queues / "rejected" / "huge.json").stat().st_size == 200 * 1024 * 1024
+    assert server.process is not None
+    status = Path(f"/proc/{server.process.pid}/status").read_text()
+    peak_kib = int(status.split("VmHWM:")[1].split()[0])
+    assert peak_kib < 190 * 1024, f"the server's memory peaked at {peak_kib} KiB: it read the file"

@@ -108,7 +108,8 @@ class Orchestrator:
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
         self._add_loop("dashboard-samples", SAMPLE_SECONDS, self.samples.take)
         if watch_folder:
-            watcher = ingest.FolderWatcher(self.store, config.resolve(config.task_queues_path))
+            watcher = ingest.FolderWatcher(self.store, config.resolve(config.task_queues_path),
+                                           max_file_bytes=config.max_body_bytes)
             self._add_loop("ingest", config.task_distribution_interval_seconds, watcher.scan)
         if write_results:
             self._add_loop("results", config.results_interval_seconds, self.write_results)
