@@ -64,9 +64,12 @@ class DroppingProxy:
             line = request.split(b"\r\n", 1)[0].decode("latin-1")
             head, body = request.split(HEAD_END, 1)
             forwarded = head + b"\r\nConnection: close" + HEAD_END + body
-            with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
-                upstream.sendall(forwarded)
-                answer = _read_until_closed(upstream)
+            try:
+                with socket.create_connection(("127.0.0.1", self.upstream_port)) as upstream:
+                    upstream.sendall(forwarded)
+                    answer = _read_until_closed(upstream)
+            except OSError:
+                return  # the server is down (killed): the client sees its connection closed
             with self._lock:
                 drop = self._drop_next is not None and self._drop_next in line
                 if drop:
