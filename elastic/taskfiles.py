@@ -182,7 +182,9 @@ def _check_requirement(task_type: str, data: Mapping[str, Any]) -> None:
 
 def _shape_of(entry: Mapping[str, Any]) -> _Shape:
     """Tell the formats apart: ``type``/``data`` (seed 000) or flat ``algorithm``/``parameters``."""
-    task_type = entry.get("type", "simulation" if "data" not in entry else None)
+    task_type = entry.get("type")
+    if task_type is None and "data" not in entry:  # null reads as absent, as everywhere
+        task_type = "simulation"
     if not isinstance(task_type, str) or task_type not in TASK_TYPES:
         known = ", ".join(TASK_TYPES)
         raise UnknownTaskType(f"must be a task type ({known}), got {task_type!r}", field="type")

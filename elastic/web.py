@@ -210,6 +210,9 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+EMPTY_QUERY_VALUE = {"type": "string", "maxLength": 0}  # ``?wait=`` reads as the default
+
+
 @dataclass(frozen=True)
 class QueryNumber:
     """A numeric query parameter within bounds: read by routes, described in /openapi.json."""
@@ -236,8 +239,9 @@ class QueryNumber:
         return value
 
     def schema(self) -> dict[str, Any]:
-        """The JSON schema of the values ``read`` accepts."""
-        return {"type": "number", "minimum": self.minimum, "maximum": self.maximum}
+        """The JSON schema of the values ``read`` accepts (empty: the default)."""
+        return {"anyOf": [{"type": "number", "minimum": self.minimum, "maximum": self.maximum},
+                          EMPTY_QUERY_VALUE]}
 
 
 @dataclass(frozen=True)
@@ -261,8 +265,9 @@ class QueryInteger:
         return int(raw)
 
     def schema(self) -> dict[str, Any]:
-        """The JSON schema of the values ``read`` accepts."""
-        return {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+        """The JSON schema of the values ``read`` accepts (empty: the default)."""
+        return {"anyOf": [{"type": "integer", "minimum": self.minimum, "maximum": self.maximum},
+                          EMPTY_QUERY_VALUE]}
 
 
 def field_of(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,

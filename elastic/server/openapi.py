@@ -20,6 +20,7 @@ from elastic.server import api, budgets, dashboard, fleet, views
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_ID_LENGTH,
+    MAX_JSON_DEPTH,
     MAX_JSON_INTEGER,
     MAX_PRIORITY,
     MAX_SOURCE_LENGTH,
@@ -30,7 +31,7 @@ from elastic.tasks import (
     TASK_TYPES,
     TaskStatus,
 )
-from elastic.web import QueryInteger, QueryNumber
+from elastic.web import EMPTY_QUERY_VALUE, QueryInteger, QueryNumber
 from elastic.worker_types import WORKER_TYPES
 
 OBJECT = {"type": "object"}
@@ -98,7 +99,8 @@ def _query_list(name: str, items: dict[str, Any], description: str, **bounds: in
 
 def _operation(summary: str, *, body: dict[str, Any] | None = None,
                params: list[dict[str, Any]] | None = None,
-               statuses: tuple[int, ...] = (400, 401)) -> dict[str, Any]:
+               statuses: tuple[int, ...] = (400, 401), body_required: bool = True
+               ) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {"200": {"description": "ok", "content": {"application/json": {
@@ -108,7 +110,7 @@ def _operation(summary: str, *, body: dict[str, Any] | None = None,
     if params:
         operation["parameters"] = params
     if body is not None:
-        operation["requestBody"] = {"required": True,
+        operation["requestBody"] = {"required": body_required,
                                     "content": {"application/json": {"schema": body}}}
     return operation
 
@@ -131,7 +133,7 @@ def _register_body() -> dict[str, Any]:
                    "later call about this worker must carry in X-Worker-Secret"}},
         "anyOf": [{"properties": {"worker_type": {"enum": list(WORKER_TYPES)}}},
                   {"required": ["capabilities"], "properties": {"capabilities": {
-                      "required": ["task_types"],
+                      "type": "object", "required": ["task_types"],
                       "properties": {"task_types": {**STRING_LIST, "minItems": 1}}}}}]}
 
 
@@ -209,8 +211,8 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/workers/{worker_id}/heartbeat": {"post": _operation(
         "Sign of life; renews the leases listed in 'tasks' (all without it), gives back "
         "the ones it does not list; returns revoked task ids",
-        params=[_path_param("worker_id")], statuses=(400, 401, 404), body={
-            "type": "object", "properties": {"tasks": HEARTBEAT_TASKS, "info": OBJECT}})},
+        params=[_path_param("worker_id")], statuses=(400, 401, 404), body_required=False,
+        body={"type": "object", "properties": {"tasks": HEARTBEAT_TASKS, "info": OBJECT}})},
     "/api/workers/{worker_id}/tasks": {"get": _operation(
         "Lease the most urgent task this worker can run", statuses=(400, 401, 404),
         params=[_path_param("worker_id"), _query(api.WAIT), _query(api.LEASE_LIMIT),
@@ -301,7 +303,8 @@ PATHS: dict[str, dict[str, Any]] = {
         "at a time: 'next' is the 'after' of the following page (null: the last)",
         params=[_query(api.RESULTS_SINCE), _query(api.RESULTS_LIMIT),
                 {"name": "after", "in": "query", "required": False,
-                 "schema": {"type": "string", "pattern": api.RESULTS_CURSOR_PATTERN},
+                 "schema": {"anyOf": [{"type": "string", "pattern": api.RESULTS_CURSOR_PATTERN},
+                                      EMPTY_QUERY_VALUE]},
                  "description": "the 'next' of the previous page"}])},
     "/api/stats": {"get": _operation("Counts of workers and tasks, success rate per worker, "
                                      "and the pending work no live worker can run, with why")},
@@ -315,18 +318,23 @@ PATHS: dict[str, dict[str, Any]] = {
 
 
 # What any value in a body may be (elastic.tasks.json_value_problem, the gate every body
-# passes): no NUL, integers within 64 bits; deeper values are allowed up to MAX_JSON_DEPTH.
-BOUNDED_INTEGER = {"type": "integer", "minimum": MIN_JSON_INTEGER, "maximum": MAX_JSON_INTEGER}
-BOUNDED_NUMBER = {"type": "number", "minimum": MIN_JSON_INTEGER, "maximum": MAX_JSON_INTEGER}
-JSON_SCALAR = {"anyOf": [TEXT, BOUNDED_NUMBER, {"type": "boolean"}, {"type": "null"}]}
-JSON_VALUE = {"anyOf": [*JSON_SCALAR["anyOf"], {"type": "array", "items": JSON_SCALAR},
-                        {"type": "object", "additionalProperties": JSON_SCALAR,
-                         "propertyNames": TEXT}]}
+# passes): text without NUL, numbers within 64 bits, and lists and objects of such values.
+BOUNDED_NUMBER = {"anyOf": [{"type": "integer", "minimum": MIN_JSON_INTEGER,
+                             "maximum": MAX_JSON_INTEGER},
+                            {"type": "number", "not": {"type": "integer"}}]}
+JSON_VALUE = {"$ref": "#/components/schemas/JsonValue"}
+JSON_VALUE_SCHEMA = {
+    "description": f"any JSON value without NUL characters, with numbers within 64 bits, "
+                   f"nested at most {MAX_JSON_DEPTH} levels",
+    "anyOf": [TEXT, BOUNDED_NUMBER, {"type": "boolean"}, {"type": "null"},
+              {"type": "array", "items": JSON_VALUE},
+              {"type": "object", "additionalProperties": JSON_VALUE, "propertyNames": TEXT}]}
 
 
 def gated(schema: Any) -> Any:
     """``schema`` with the gate's rules stated wherever it leaves them open: extra object
-    properties are JSON values, strings and names have no NUL, numbers fit in 64 bits."""
+    properties are JSON values, strings and names have no NUL, numbers fit in 64 bits,
+    an optional property may be null."""
     if isinstance(schema, list):
         return [gated(item) for item in schema]
     if not isinstance(schema, dict):
@@ -334,7 +342,9 @@ def gated(schema: Any) -> Any:
     shaped = {key: gated(value) if key in SUBSCHEMA_KEYS else value
               for key, value in schema.items()}
     if key_properties := shaped.get("properties"):
-        shaped["properties"] = {name: gated(item) for name, item in key_properties.items()}
+        required = set(shaped.get("required", ()))
+        shaped["properties"] = {name: gated(item) if name in required else _nullable(gated(item))
+                                for name, item in key_properties.items()}
     kind = shaped.get("type")
     if kind == "object":
         shaped.setdefault("additionalProperties", JSON_VALUE)
@@ -345,6 +355,11 @@ def gated(schema: Any) -> Any:
         shaped.setdefault("minimum", MIN_JSON_INTEGER)
         shaped.setdefault("maximum", MAX_JSON_INTEGER)
     return shaped
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field may be null: it reads as absent (``elastic.web.field_of``)."""
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 SUBSCHEMA_KEYS = frozenset({"anyOf", "oneOf", "allOf", "items", "additionalProperties"})
@@ -370,7 +385,8 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "elastic orchestrator", "version": __version__},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": {"JsonValue": JSON_VALUE_SCHEMA}},
         "security": [{"bearer": []}, {}],
         "paths": GATED_PATHS,
     }
