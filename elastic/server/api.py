@@ -354,8 +354,11 @@ def _running_tasks(running: dict[str, Any]) -> tuple[dict[str, int], dict[str, f
                                "\"progress\": <number>}")
         tokens[task_id] = token
         fraction = state.get("progress")
-        if isinstance(fraction, int | float) and not isinstance(fraction, bool):
-            progress[task_id] = float(fraction)
+        if fraction is None:
+            continue
+        if not isinstance(fraction, int | float) or isinstance(fraction, bool):
+            raise InvalidInput(f"field 'tasks.{task_id}.progress': expected a number")
+        progress[task_id] = float(fraction)
     return tokens, progress
 
 

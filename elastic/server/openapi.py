@@ -16,7 +16,7 @@ import bottle
 
 from elastic import __version__
 from elastic.kernels import KNOWN_ALGORITHMS
-from elastic.server import api, budgets, dashboard, fleet, views
+from elastic.server import answers, api, budgets, dashboard, fleet, views
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_ID_LENGTH,
@@ -365,12 +365,16 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 SUBSCHEMA_KEYS = frozenset({"anyOf", "oneOf", "allOf", "items", "additionalProperties"})
 
 
-def _gated_paths(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every operation's request body run through ``gated``."""
+def _published(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every operation's request body run through ``gated``, its 200 answer described
+    (``elastic.server.answers``)."""
     shaped: dict[str, dict[str, Any]] = {}
     for path, operations in paths.items():
         shaped[path] = {}
         for method, operation in operations.items():
+            ok = {"description": "ok", "content": {"application/json": {
+                "schema": answers.answer_schema(path, method)}}}
+            operation = {**operation, "responses": {**operation["responses"], "200": ok}}
             body = operation.get("requestBody")
             if body is not None:
                 content = body["content"]["application/json"]
@@ -388,11 +392,11 @@ def openapi_document() -> dict[str, Any]:
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
                        "schemas": {"JsonValue": JSON_VALUE_SCHEMA}},
         "security": [{"bearer": []}, {}],
-        "paths": GATED_PATHS,
+        "paths": PUBLISHED_PATHS,
     }
 
 
-GATED_PATHS = _gated_paths(PATHS)
+PUBLISHED_PATHS = _published(PATHS)
 
 
 def add_routes(app: bottle.Bottle) -> None:
