@@ -1,6 +1,6 @@
 """Chaos: a thousand tasks through kill -9s, dropped answers and forged worker calls.
 
-Real processes on loopback: an ``elastic serve`` on SQLite (conftest's fast timings),
+Real processes on loopback: an ``elastic serve`` on each database (conftest's fast timings),
 three ``elastic worker`` processes talking to it through ``DroppingProxy`` (tests/faults.py),
 which drops an answer now and then (a lease, a result's acknowledgement, a heartbeat's). At
 seeded random moments a worker or the server is killed with SIGKILL and started again, and
@@ -9,7 +9,7 @@ registration over a live worker's id, an unregister of a busy worker): each is r
 
 At the end every task has completed, and exactly one result was accepted for each (one
 ``completed`` attempt in its history): at-least-once execution, exactly-once acceptance,
-nothing stuck. Bounded: 1,000 tasks, 12 faults, 80 s to finish.
+nothing stuck. Bounded: 1,000 tasks, 12 faults, 80 s to finish (per database).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def _mutation(n: int) -> dict[str, object]:
 
 
 def _engine(server: ServerProcess) -> sqlalchemy.Engine:
-    return sqlalchemy.create_engine(server.database_url)
+    return sqlalchemy.create_engine(server.database_url.replace(
+        "postgresql://", "postgresql+psycopg://"))
 
 
 def _counts(engine: sqlalchemy.Engine) -> dict[str, int]:
@@ -82,11 +83,12 @@ def _forge_calls(url: str, engine: sqlalchemy.Engine) -> dict[str, int]:
 @pytest.mark.timeout(170)
 def test_a_thousand_tasks_through_kills_dropped_answers_and_forgeries_end_once_each(
         start_server: Callable[..., ServerProcess],
-        start_worker: Callable[..., subprocess.Popen[bytes]], project_folder: Path) -> None:
+        start_worker: Callable[..., subprocess.Popen[bytes]], project_folder: Path,
+        database_url: str) -> None:
     (project_folder / "elastic.toml").write_text(
         FAST_CONFIG.replace("max_task_retries = 3", "max_task_retries = 100")
         + "retry_backoff_seconds = 0.2\nmax_worker_deaths = 100\n")
-    server = start_server()
+    server = start_server(database_url)
     engine = _engine(server)
     proxy = DroppingProxy(server.port)
     for first in range(0, TASKS, 250):
