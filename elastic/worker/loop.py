@@ -497,7 +497,9 @@ class WorkerLoop:
                        for r in self.running.values()}
         body: dict[str, Any] = {"tasks": running}
         if self.provider is not None and hasattr(self.provider, "status"):
-            body["info"] = {"provider": self.provider.status()}
+            # A provider's error text may hold what the server's gate refuses (NUL, a lone
+            # surrogate): replaced here, or every heartbeat would be refused and we'd "die".
+            body["info"] = finite_json({"provider": self.provider.status()})
         answer = self.transport.post(worker_path(self.settings.worker_id, "heartbeat"), body)
         revoked = answer.get("revoked", [])
         with self._lock:
