@@ -318,17 +318,16 @@ PATHS: dict[str, dict[str, Any]] = {
 
 
 # What any value in a body may be (elastic.tasks.json_value_problem, the gate every body
-# passes): text without NUL, numbers within 64 bits, and lists and objects of such values.
-BOUNDED_NUMBER = {"anyOf": [{"type": "integer", "minimum": MIN_JSON_INTEGER,
-                             "maximum": MAX_JSON_INTEGER},
-                            {"type": "number", "not": {"type": "integer"}}]}
+# passes): text without NUL, integers within 64 bits, and lists and objects of such values.
+# One schema with a list of types (not an anyOf per type), so that a value made invalid
+# for it is invalid, whichever type it takes.
 JSON_VALUE = {"$ref": "#/components/schemas/JsonValue"}
 JSON_VALUE_SCHEMA = {
-    "description": f"any JSON value without NUL characters, with numbers within 64 bits, "
+    "description": f"any JSON value without NUL characters, with integers within 64 bits, "
                    f"nested at most {MAX_JSON_DEPTH} levels",
-    "anyOf": [TEXT, BOUNDED_NUMBER, {"type": "boolean"}, {"type": "null"},
-              {"type": "array", "items": JSON_VALUE},
-              {"type": "object", "additionalProperties": JSON_VALUE, "propertyNames": TEXT}]}
+    "type": ["string", "integer", "number", "boolean", "null", "array", "object"],
+    "pattern": NO_NUL, "items": JSON_VALUE, "additionalProperties": JSON_VALUE,
+    "propertyNames": TEXT}
 
 
 def gated(schema: Any) -> Any:
