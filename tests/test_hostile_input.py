@@ -180,8 +180,12 @@ def test_results_files_stats_and_export_keep_working_whatever_the_store_holds(
 
     wait_until(lambda: written_ids() >= {"bad-0", "bad-1", "good-0"}, timeout=60,
                message="a results file with the three tasks")
-    wait_until(lambda: strict_json((results / "orchestrator_stats.json").read_text())
-               ["orchestrator_stats"]["completed_tasks"] == 3, timeout=60,
+    def completed_in_stats() -> object:
+        stats = results / "orchestrator_stats.json"  # written atomically, once the loop runs
+        return stats.exists() and strict_json(stats.read_text())[  # type: ignore[index]
+            "orchestrator_stats"]["completed_tasks"]
+
+    wait_until(lambda: completed_in_stats() == 3, timeout=60,
                message="orchestrator_stats.json to count them")
     log = (project_folder / "server.log").read_text(errors="replace")
     assert "'bad-0'" in log and "not JSON text" in log, log[-2000:]
