@@ -365,15 +365,16 @@ SUBSCHEMA_KEYS = frozenset({"anyOf", "oneOf", "allOf", "items", "additionalPrope
 
 
 def _published(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every operation's request body run through ``gated``, its 200 answer described
-    (``elastic.server.answers``)."""
+    """Every operation's request body run through ``gated``, its JSON 200 answer described
+    (``elastic.server.answers``; the dashboard's pages keep their own types)."""
     shaped: dict[str, dict[str, Any]] = {}
     for path, operations in paths.items():
         shaped[path] = {}
         for method, operation in operations.items():
-            ok = {"description": "ok", "content": {"application/json": {
-                "schema": answers.answer_schema(path, method)}}}
-            operation = {**operation, "responses": {**operation["responses"], "200": ok}}
+            if "application/json" in operation["responses"]["200"]["content"]:
+                ok = {"description": "ok", "content": {"application/json": {
+                    "schema": answers.answer_schema(path, method)}}}
+                operation = {**operation, "responses": {**operation["responses"], "200": ok}}
             body = operation.get("requestBody")
             if body is not None:
                 content = body["content"]["application/json"]
