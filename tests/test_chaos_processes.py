@@ -99,7 +99,6 @@ def test_a_thousand_tasks_through_kills_dropped_answers_and_forgeries_end_once_e
                                   capacity=4) for name in WORKERS}
     chance = random.Random(SEED)
     forged: list[dict[str, int]] = []
-    started = time.monotonic()
     for fault in range(FAULTS):
         time.sleep(chance.uniform(0.5, 2.0))  # a random (seeded) moment
         proxy.drop_next_answer(chance.choice(DROPPED_CALLS))
@@ -117,8 +116,8 @@ def test_a_thousand_tasks_through_kills_dropped_answers_and_forgeries_end_once_e
     # 401: no or a wrong secret; 409: a live worker's id is not given to another registration.
     assert any(forged) and all(code in (401, 409) for calls in forged for code in calls.values()
                                ), forged
-    left = 80 - (time.monotonic() - started)
-    wait_until(lambda: _counts(engine).get("completed") == TASKS, timeout=max(left, 10),
+    # Bounded, but not timed: a machine loaded 15 deep took over a minute to finish.
+    wait_until(lambda: _counts(engine).get("completed") == TASKS, timeout=240,
                interval=0.5, message=f"all {TASKS} tasks to complete")
     with engine.connect() as connection:
         accepted = dict(connection.execute(sqlalchemy.text(

@@ -493,4 +493,6 @@ def test_a_worker_whose_ollama_is_down_leases_no_llm_task_and_takes_them_again_o
         [back] = submit(server.url, [agent_action("llm-back", model=MODELS["deepseek"])])
         [status] = wait_for_status(server.url, [back], "completed", timeout=20).values()
     assert status["assigned_to"] == deepseek_id and len(status["history"]) == 1
-    assert worker_info(server.url, deepseek_id)["breaker"] == {"state": "closed"}
+    # The worker says so at its next heartbeat (the lease came first).
+    wait_until(lambda: worker_info(server.url, deepseek_id)["breaker"] == {"state": "closed"},
+               timeout=10, message="the deepseek worker to report Ollama back")
