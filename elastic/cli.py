@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from elastic import __version__, config, console, taskfiles
 from elastic.errors import ConfigError, ElasticError, InvalidInput, ServerUnreachable
-from elastic.tasks import NewTask, Requirement, TaskStatus
+from elastic.tasks import TASK_TYPES, NewTask, Requirement, TaskStatus
 from elastic.transport import task_path, task_status_path
 from elastic.worker_types import LLM_WORKER_TYPES, WORKER_TYPES
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 RECENT_FAILURES = 10
 INTERRUPTED_EXIT_CODE = 130  # what shells report for a program stopped by Ctrl-C
+TASK_PAGE_LIMIT = 1000  # tasks per request when `elastic retry --failed` lists them
+MAX_TASK_PAGES = 10_000  # a bound on that listing (ten million failed tasks)
 REPLACE_HELP = ("Requeue a known task whose content changed (failed, held, cancelled or "
                 "pending) with the new content; its history is kept.")
 
@@ -610,6 +613,108 @@ def release(task_id: str, server_url: str | None, config_path: str | None) -> No
     answer = Transport(settings.server_url, token=settings.token).post(
         task_path(task_id, "release-hold"))
     stdout.print(f"{answer['task_id']}: {answer['status']}", highlight=False, markup=False)
+
+
+@main.command()
+@click.argument("task_id", required=False)
+@click.option("--failed", "every_failed", is_flag=True, help="Retry every failed task.")
+@server_option
+@config_option
+@reports_errors
+def retry(task_id: str | None, every_failed: bool, server_url: str | None,
+          config_path: str | None) -> None:
+    """Put a failed or cancelled task back in the queue, its attempt history kept.
+
+    Example:
+
+        elastic retry sim_001
+        elastic retry --failed
+    """
+    from elastic.transport import Transport
+
+    if (task_id is None) == (not every_failed):
+        raise InvalidInput("give a TASK_ID or --failed (not both)")
+    settings = load_config(config_path, server_url=server_url)
+    transport = Transport(settings.server_url, token=settings.token)
+    task_ids = [task_id] if task_id else _failed_task_ids(transport)
+    for one in task_ids:
+        answer = transport.post(task_path(one, "retry"))
+        stdout.print(f"{escape(answer['task_id'])}: {answer['status']}")
+    if not task_ids:
+        stdout.print("no failed task")
+
+
+def _failed_task_ids(transport: Any) -> list[str]:
+    """Every failed task's id, read a page at a time (newest first)."""
+    found: list[str] = []
+    params: dict[str, Any] = {"status": "failed", "limit": TASK_PAGE_LIMIT}
+    for _page in range(MAX_TASK_PAGES):
+        page = transport.get("/api/tasks", params=params)
+        found += [task["task_id"] for task in page["tasks"]]
+        if page.get("next") is None:
+            break
+        params["before"] = page["next"]
+    return found
+
+
+@main.command("tasks")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice([status.value for status in TaskStatus]),
+              help="Only tasks in this state (repeatable).")
+@click.option("--type", "task_types", multiple=True, type=click.Choice(TASK_TYPES),
+              help="Only tasks of this type (repeatable).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="Tasks per page.")
+@click.option("--before", type=click.IntRange(1), help="The page after this one (its 'next').")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@server_option
+@config_option
+@reports_errors
+def list_tasks(statuses: tuple[str, ...], task_types: tuple[str, ...], limit: int,
+               before: int | None, as_json: bool, server_url: str | None,
+               config_path: str | None) -> None:
+    """List tasks, newest first, a page at a time.
+
+    Example:
+
+        elastic tasks --status failed --type simulation
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    params = {"status": list(statuses), "type": list(task_types), "limit": limit,
+              "before": before}
+    page = Transport(settings.server_url, token=settings.token).get("/api/tasks", params=params)
+    if as_json:
+        stdout.print_json(json.dumps(page))
+        return
+    stdout.print(console.task_list_table(page["tasks"]))
+    if page.get("next") is not None:
+        stdout.print(f"more: elastic tasks --before {page['next']}")
+
+
+@main.command("task")
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@server_option
+@config_option
+@reports_errors
+def show_task(task_id: str, as_json: bool, server_url: str | None,
+              config_path: str | None) -> None:
+    """Show one task: its state, data, result and every attempt.
+
+    Example:
+
+        elastic task sim_001
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    answer = Transport(settings.server_url, token=settings.token).get(task_status_path(task_id))
+    if as_json:
+        stdout.print_json(json.dumps(answer))
+        return
+    stdout.print(console.task_detail_view(answer))
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -251,3 +252,47 @@ def _failures_table(failures: Sequence[Mapping[str, Any]]) -> Table:
                       str(task["attempts"]), shown(task.get("finished_at") or "-"),
                       f"[red]{shown(reason + (task.get('error') or ''))}[/red]")
     return table
+
+
+def task_list_table(tasks: Sequence[Mapping[str, Any]]) -> Table:
+    """``elastic tasks``: one line per task (seed-000 words), narrow enough for 80 columns."""
+    table = Table(title="tasks, newest first")
+    table.add_column("task", overflow="fold")
+    for column in ("type", "status", "pri", "tries"):
+        table.add_column(column)
+    table.add_column("progress or error", overflow="fold")
+    for task in tasks:
+        table.add_row(escape(task["task_id"]), task["type"], styled(task["status"]),
+                      str(task["priority"]), str(task["attempts"]), _progress_or_error(task))
+    return table
+
+
+def _progress_or_error(task: Mapping[str, Any]) -> str:
+    if task.get("error"):
+        return f"[red]{escape(str(task['error']))}[/red]"
+    progress = task.get("progress")
+    return "-" if progress is None else f"{progress:.0%}"
+
+
+def task_detail_view(task: Mapping[str, Any]) -> Group:
+    """``elastic task ID``: its fields, data, result and every attempt."""
+    fields = Table.grid(padding=(0, 2))
+    for name in ("task_id", "type", "status", "priority", "attempts", "failures", "held_reason",
+                 "assigned_to", "progress", "created_at", "finished_at", "execution_time",
+                 "error", "unservable"):
+        if task.get(name) is not None:
+            fields.add_row(name, escape(str(task[name])))
+    attempts = Table(title="attempts")
+    for column in ("#", "worker", "started", "outcome", "error"):
+        attempts.add_column(column, overflow="fold")
+    for attempt in task.get("history", []):
+        attempts.add_row(str(attempt["attempt"]), escape(attempt["worker_id"]),
+                         attempt["started_at"] or "-", attempt["outcome"],
+                         escape(attempt.get("error") or ""))
+    return Group(fields, "data:", _json_text(task.get("data")), "result:",
+                 _json_text(task.get("result")), attempts)
+
+
+def _json_text(value: Any) -> str:
+    """Indented JSON, escaped for rich."""
+    return escape(json.dumps(value, indent=2, ensure_ascii=False))
