@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import bottle
 
@@ -67,9 +68,19 @@ RESULTS_LIMIT = QueryInteger("limit", default=500, minimum=1, maximum=5000,
                              description="how many tasks in this page")
 
 
+class TaskListener(Protocol):
+    """Told of tasks leased and of results received (metrics, alerts)."""
+
+    def task_started(self, lease: Lease) -> None:
+        """A worker leased the task."""
+
+    def task_ended(self, task: Task) -> None:
+        """A worker's result ended an attempt of ``task`` (as it is now)."""
+
+
 def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: WorkerIdentity,
-               long_polls: LongPolls) -> None:
-    """Attach the seed-000 routes to ``app``."""
+               long_polls: LongPolls, listeners: Sequence[TaskListener] = ()) -> None:
+    """Attach the seed-000 routes to ``app``; ``listeners`` hear of leases and results."""
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -116,6 +127,9 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
         leased = long_polls.wait(lambda: store.lease_tasks(
             worker_id, limit=limit, task_types=types, max_estimated_tokens=max_tokens),
             bool, wait)
+        for lease in leased.value:
+            for listener in listeners:
+                listener.task_started(lease)
         payloads = [lease_payload(lease) for lease in leased.value]
         answer: dict[str, Any] = {"task": payloads[0] if payloads else None}
         if "limit" in bottle.request.query:
@@ -148,7 +162,9 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
         identity.check(worker_id, presented_secret())
         result = field_of(body, "result", dict)
         token = field_of(body, "lease_token", int, required=False)
-        store.record_result(task_id, worker_id=worker_id, lease_token=token, result=result)
+        task = store.record_result(task_id, worker_id=worker_id, lease_token=token, result=result)
+        for listener in listeners:
+            listener.task_ended(task)
         return {"status": "received"}
 
     @app.post("/api/tasks/<task_id>/checkpoint")

@@ -12,7 +12,7 @@ import bottle
 
 from elastic import web
 from elastic.config import Config
-from elastic.server import api, budgets, dashboard, fleet, openapi, views
+from elastic.server import api, budgets, dashboard, fleet, metrics, openapi, views
 from elastic.server.identity import WorkerIdentity
 from elastic.server.samples import QueueSamples
 from elastic.server.waiters import LongPolls
@@ -28,12 +28,15 @@ def make_app(store: Store, config: Config, *,
     fleet_health = fleet_health or fleet.FleetHealth(config.workers, token=config.token)
     app = web.json_app(token=config.token, max_body_bytes=config.max_body_bytes)
     identity = WorkerIdentity(store)
+    provider_budgets = budgets.ProviderBudgets.from_config(store, config)
+    server_metrics = metrics.ServerMetrics(store, provider_budgets)
     api.add_routes(app, store, config, identity=identity,
-                   long_polls=LongPolls(store.changes, limit=config.max_long_polls))
+                   long_polls=LongPolls(store.changes, limit=config.max_long_polls),
+                   listeners=[server_metrics])
     views.add_routes(app, store, fleet_health)
     fleet.add_routes(app, store, fleet_health)
     dashboard.add_routes(app, store, samples or QueueSamples(store))
     openapi.add_routes(app)
-    budgets.add_routes(app, budgets.ProviderBudgets.from_config(store, config),
-                       identity=identity)
+    budgets.add_routes(app, provider_budgets, identity=identity)
+    metrics.add_routes(app, server_metrics)
     return app

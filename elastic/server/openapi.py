@@ -205,6 +205,12 @@ HEARTBEAT_TASKS = {"type": "object", "additionalProperties": {
 PATHS: dict[str, dict[str, Any]] = {
     "/health": {"get": _operation("Liveness, live workers and pending tasks", statuses=())},
     "/openapi.json": {"get": _operation("This description")},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics: tasks by state and type, queue depth by priority, the "
+                   "oldest pending task's age, attempts, lease expiries, retries, workers by "
+                   "state, provider budgets, task duration and submit-to-start histograms",
+        "responses": {"200": {"description": "Prometheus text format", "content": {
+            "text/plain": {"schema": {"type": "string"}}}}, "401": ERROR}}},
     "/api/workers/register": {"post": _operation(
         "Register a worker; a live worker's id only with its secret (X-Worker-Secret)",
         body=_register_body(), statuses=(400, 401, 403, 409))},

@@ -76,6 +76,7 @@ tasks = Table(
     Index("ix_tasks_queue", "status", "priority", "seq"),
     Index("ix_tasks_worker", "worker_id", "status"),
     Index("ix_tasks_finished", "exported", "finished_at"),
+    Index("ix_tasks_status_type", "status", "type"),  # /metrics: tasks by state and type
 )
 
 attempts = Table(
@@ -91,6 +92,7 @@ attempts = Table(
     Column("ended_at", Timestamp),
     Column("outcome", String(16), nullable=False),
     Column("error", Text),
+    Index("ix_attempts_outcome", "outcome", "attempt"),  # /metrics: expiries and retries
 )
 
 workers = Table(
@@ -160,4 +162,28 @@ provider_requests = Table(
     Column("requested_at", Timestamp, nullable=False),
     Column("tokens", Integer, nullable=False),
     Index("ix_provider_requests_budget", "provider", "key_id", "requested_at"),
+)
+
+# Alerts waiting to be sent (webhook or email), written where the event is seen and sent
+# by a background thread of `elastic serve`: they survive a restart, are retried with
+# backoff (due_at), and a replica claims rows before sending them (claimed_by,
+# claimed_until: a claim a dead sender leaves runs out), so each is sent once.
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event", String(32), nullable=False),  # task.failed, worker.dead, ...
+    Column("subject", String(200), nullable=False),  # the task, worker or provider it is about
+    Column("channel", String(16), nullable=False),  # webhook or email
+    Column("target", String(500), nullable=False),  # the URL or the addresses
+    Column("text", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("due_at", Timestamp, nullable=False),
+    Column("tries", Integer, nullable=False, server_default="0"),
+    Column("claimed_by", String(200)),
+    Column("claimed_until", Timestamp),
+    Column("sent_at", Timestamp),
+    Column("last_error", Text),
+    Index("ix_alert_outbox_due", "sent_at", "due_at"),
+    Index("ix_alert_outbox_subject", "event", "subject", "created_at"),
 )

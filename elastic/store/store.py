@@ -149,6 +149,19 @@ def _float_or_none(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
+class QueueMetrics:
+    """What ``/metrics`` reads at scrape time, from grouped counts only: tasks by
+    (status, type), pending tasks by priority, the oldest pending task's submission time,
+    attempts by outcome and attempts that were retries (attempt number above 1)."""
+
+    tasks_by_status_and_type: dict[tuple[str, str], int]
+    pending_by_priority: dict[int, int]
+    oldest_pending_created_at: float | None
+    attempts_by_outcome: dict[str, int]
+    retried_attempts: int
+
+
+@dataclass(frozen=True)
 class ExpiryReport:
     """What one expiry pass did."""
 
@@ -1209,6 +1222,28 @@ class Store:
         return FinishedSummary(completed=completed, failed=ended - completed,
                                mean_run_seconds=_float_or_none(run_seconds),
                                mean_latency_seconds=_float_or_none(latency_seconds))
+
+    def queue_metrics(self) -> QueueMetrics:
+        """The counts ``/metrics`` shows, in one read: GROUP BY queries over indexes
+        (``ix_tasks_status_type``, ``ix_tasks_queue``, ``ix_attempts_outcome``), and one
+        row for the oldest pending task; never every row."""
+        pending = tasks.c.status == TaskStatus.PENDING.value
+        with self._read() as conn:
+            by_state = {(row[0], row[1]): row[2] for row in conn.execute(
+                select(tasks.c.status, tasks.c.type, func.count())
+                .group_by(tasks.c.status, tasks.c.type))}
+            by_priority = conn.execute(select(tasks.c.priority, func.count(), func.min(tasks.c.seq))
+                                       .where(pending).group_by(tasks.c.priority)).all()
+            oldest_seq = min((row[2] for row in by_priority), default=None)
+            oldest = None if oldest_seq is None else conn.scalar(
+                select(tasks.c.created_at).where(tasks.c.seq == oldest_seq))
+            outcomes = {row[0]: row[1] for row in conn.execute(
+                select(attempts.c.outcome, func.count()).group_by(attempts.c.outcome))}
+            retried = conn.scalar(select(func.count()).where(attempts.c.attempt > 1)) or 0
+        return QueueMetrics(tasks_by_status_and_type=by_state,
+                            pending_by_priority={row[0]: row[1] for row in by_priority},
+                            oldest_pending_created_at=oldest, attempts_by_outcome=outcomes,
+                            retried_attempts=retried)
 
     def unservable_work(self) -> list[UnservableWork]:
         """Pending work that no live worker can run, grouped by what it needs, with the reason.
