@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
-from elastic import __version__, config, console, taskfiles
+from elastic import __version__, config, console, logs, taskfiles
 from elastic.errors import ConfigError, ElasticError, InvalidInput, ServerUnreachable
 from elastic.tasks import TASK_TYPES, NewTask, Requirement, TaskStatus
 from elastic.transport import task_path, task_status_path
@@ -57,6 +57,15 @@ def server_option(function: Callable[..., Any]) -> Callable[..., Any]:
         function)
 
 
+def log_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The shared ``--log-level`` and ``--log-format`` options."""
+    function = click.option("--log-format", type=click.Choice(config.LOG_FORMATS),
+                            help="Log records as text or one JSON object a line "
+                                 "(default text).")(function)
+    return click.option("--log-level", type=click.Choice(config.LOG_LEVELS, case_sensitive=False),
+                        help="Least important records shown (default INFO).")(function)
+
+
 def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     """Turn ElasticErrors into one readable line and their exit code."""
     @wraps(function)
@@ -72,11 +81,7 @@ def reports_errors(function: Callable[..., Any]) -> Callable[..., Any]:
 def load_config(config_path: str | None, **overrides: Any) -> config.Config:
     """The configuration for a command, with its flags applied last."""
     settings = config.load(config_path, overrides)
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic says what it checks on every database opened: only worth reading when debugging.
-    logging.getLogger("alembic").setLevel(
-        logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)
+    logs.configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -123,10 +128,11 @@ def main() -> None:
 @click.option("--db", "database_url", help="Database URL (default sqlite:///elastic.db).")
 @click.option("--insecure", is_flag=True, default=None,
               help="Allow a non-loopback --host without a token.")
+@log_options
 @config_option
 @reports_errors
 def serve(host: str | None, port: int | None, database_url: str | None, insecure: bool | None,
-          config_path: str | None) -> None:
+          log_level: str | None, log_format: str | None, config_path: str | None) -> None:
     """Run the orchestrator: HTTP API, lease expiry, task_queues/ watching, results/.
 
     Example:
@@ -137,8 +143,14 @@ def serve(host: str | None, port: int | None, database_url: str | None, insecure
     from elastic.store.dialects import shown_url
 
     settings = load_config(config_path, host=host, port=port, database_url=database_url,
-                           insecure=insecure)
+                           insecure=insecure, log_level=log_level, log_format=log_format)
     check_bind_address(settings)
+    if settings.log_file:
+        path = settings.resolve(settings.log_file)
+        logs.add_log_file(path, log_format=settings.log_format,
+                          max_bytes=settings.log_max_bytes, backup_count=settings.log_backup_count)
+        logging.getLogger("elastic.server").info("elastic serve %s starting (pid %d), logging "
+                                                 "to %s", __version__, os.getpid(), path)
     orchestrator = Orchestrator(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     stderr.print(f"elastic serving on {orchestrator.url} (database "
@@ -169,13 +181,14 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @click.option("--status-host", help="Address the --port binds (default 127.0.0.1; another "
               "needs a token).")
 @click.option("--capabilities", "capabilities_json", help="JSON object widening the defaults.")
+@log_options
 @config_option
 @click.pass_context
 @reports_errors
 def worker(context: click.Context, server_url: str | None, worker_type: str,
            worker_id: str | None, slot: int | None, capacity: int, processes: str | None,
            port: int | None, status_host: str | None, capabilities_json: str | None,
-           config_path: str | None) -> None:
+           log_level: str | None, log_format: str | None, config_path: str | None) -> None:
     """Run a worker: register, lease tasks, execute them, heartbeat, report.
 
     Example:
@@ -186,7 +199,8 @@ def worker(context: click.Context, server_url: str | None, worker_type: str,
     """
     if context.invoked_subcommand is not None:
         return
-    settings = load_config(config_path, server_url=server_url)
+    settings = load_config(config_path, server_url=server_url, log_level=log_level,
+                           log_format=log_format)
     extra = _parse_json_option("capabilities", capabilities_json)
     if processes is not None:
         from elastic.worker.pool import run_pool
@@ -252,7 +266,8 @@ def _pool_child_options(context: click.Context, config_path: str | None) -> list
     """The flags each child of a pool gets: the pool's own, but for --processes and --id."""
     options: list[str] = []
     for name, flag in (("server_url", "--server"), ("capacity", "--capacity"),
-                       ("capabilities_json", "--capabilities")):
+                       ("capabilities_json", "--capabilities"), ("log_level", "--log-level"),
+                       ("log_format", "--log-format")):
         if context.params.get(name) is not None:
             options += [flag, str(context.params[name])]
     if config_path is not None:

@@ -19,6 +19,7 @@ from elastic.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("elastic.toml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 # A token guarding a reachable server must be at least this long, with this many
 # different characters (python -c 'import secrets; print(secrets.token_urlsafe())').
 MIN_TOKEN_LENGTH = 16
@@ -77,6 +78,10 @@ class Config:
     task_queues_path: str = "task_queues"
     state_path: str = ".elastic"
     log_level: str = "INFO"
+    log_format: str = "text"
+    log_file: str = "logs/elastic_orchestrator.log"
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backup_count: int = 5
     max_body_bytes: int = 10 * 1024 * 1024
     server_threads: int = 32
     max_long_polls: int = 24
@@ -189,6 +194,13 @@ def _load_balancing(value: Any) -> str:
     return policy
 
 
+def _log_format(value: Any) -> str:
+    word = str(value).lower()
+    if word not in LOG_FORMATS:
+        raise ValueError
+    return word
+
+
 def _providers(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ValueError
@@ -215,6 +227,10 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "task_queues_path": ("a folder path", _text),
     "state_path": ("a folder path", _text),
     "log_level": ("one of " + ", ".join(LOG_LEVELS), _log_level),
+    "log_format": ("one of " + ", ".join(LOG_FORMATS), _log_format),
+    "log_file": ("a file path, or \"\" for none", lambda v: "" if v == "" else _text(v)),
+    "log_max_bytes": _whole(1024),
+    "log_backup_count": _whole(0),
     "max_body_bytes": _whole(1024),
     "server_threads": _whole(2),
     "max_long_polls": _whole(1),
