@@ -20,6 +20,7 @@ from elastic.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("elastic.toml")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+ALERT_EVENTS = ("task.failed", "worker.dead", "queue.stalled", "provider.paused")
 # A token guarding a reachable server must be at least this long, with this many
 # different characters (python -c 'import secrets; print(secrets.token_urlsafe())').
 MIN_TOKEN_LENGTH = 16
@@ -99,6 +100,22 @@ class Config:
     load_balancing: str = "priority"
     workers: tuple[DeclaredWorker, ...] = ()
     allow_undeclared_workers: bool = True
+    alert_webhook_urls: tuple[str, ...] = ()
+    alert_emails: tuple[str, ...] = ()
+    alert_events: tuple[str, ...] = ALERT_EVENTS
+    alert_email_from: str = "elastic@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    alert_gather_seconds: float = 10.0
+    alert_repeat_seconds: float = 3600.0
+    alert_stall_seconds: float = 600.0
+    alert_retry_seconds: float = 5.0
+    alert_retry_max_seconds: float = 600.0
+    alert_max_tries: int = 20
+    alert_send_interval_seconds: float = 1.0
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str = str(DEFAULT_CONFIG_PATH)
 
@@ -201,6 +218,29 @@ def _log_format(value: Any) -> str:
     return word
 
 
+def _strings(value: Any) -> list[str]:
+    """A list of strings, or one string of comma-separated ones (from the environment)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError
+    return value
+
+
+def _email(value: str) -> str:
+    name, at, domain = value.strip().partition("@")
+    if not (name and at and domain) or any(character.isspace() for character in value.strip()):
+        raise ValueError
+    return value.strip()
+
+
+def _alert_events(value: Any) -> tuple[str, ...]:
+    events = _strings(value)
+    if any(event not in ALERT_EVENTS for event in events):
+        raise ValueError
+    return tuple(events)
+
+
 def _providers(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ValueError
@@ -247,6 +287,24 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "pool_idle_seconds": _seconds(0.0),
     "load_balancing": ("one of " + ", ".join(LOAD_BALANCING_POLICIES) + " (the seed's "
                        "round_robin means least_loaded)", lambda v: _load_balancing(v)),
+    "alert_webhook_urls": ("a list of http(s) URLs (or one string, comma-separated)",
+                           lambda v: tuple(_http_url(url) for url in _strings(v))),
+    "alert_emails": ("a list of email addresses (or one string, comma-separated)",
+                     lambda v: tuple(_email(address) for address in _strings(v))),
+    "alert_events": ("a list of " + ", ".join(ALERT_EVENTS), _alert_events),
+    "alert_email_from": ("an email address", lambda v: _email(_text(v))),
+    "smtp_host": ("a host name or address", _text),
+    "smtp_port": ("a port number 0..65535", lambda v: _port(v)),
+    "smtp_starttls": ("true or false", _flag),
+    "smtp_username": ("a string", _optional_text),
+    "smtp_password": ("a string", _optional_text),
+    "alert_gather_seconds": _seconds(0.0),
+    "alert_repeat_seconds": _seconds(0.0),
+    "alert_stall_seconds": _seconds(1.0),
+    "alert_retry_seconds": _seconds(0.01),
+    "alert_retry_max_seconds": _seconds(0.01),
+    "alert_max_tries": _whole(1),
+    "alert_send_interval_seconds": _seconds(0.01),
     "providers": ("tables [providers.<name>]", _providers),
     "workers": ("[[workers]] tables, each with id, address (host:port), and optionally "
                 "capacity, algorithms, models", lambda v: _declared_workers(v)),
@@ -344,5 +402,5 @@ def _apply(values: dict[str, Any], raw: Mapping[str, Any], *, source: str) -> No
         try:
             values[key] = convert(value)
         except (ValueError, TypeError):
-            shown = "<hidden>" if key == "token" else value
+            shown = "<hidden>" if key in ("token", "smtp_password") else value
             raise ConfigError(key, source, wanted, shown) from None

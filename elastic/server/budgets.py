@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import bottle
@@ -183,11 +183,12 @@ class ProviderBudgets:
         return limits.snapshot(usage.requests, usage.cooldown_until, now)
 
 
-def add_routes(app: bottle.Bottle, budgets: ProviderBudgets, *,
-               identity: WorkerIdentity) -> None:
+def add_routes(app: bottle.Bottle, budgets: ProviderBudgets, *, identity: WorkerIdentity,
+               on_pause: Callable[[str, str, float], None] | None = None) -> None:
     """Attach the ``/api/providers`` routes (described by ``BUDGET_PATHS``) to ``app``.
 
     Reserving and settling speak for a worker: they carry its secret, if it has one.
+    ``on_pause(provider, key_id, until)`` hears of every pause (an alert).
     """
 
     @app.get("/api/providers")
@@ -223,7 +224,11 @@ def add_routes(app: bottle.Bottle, budgets: ProviderBudgets, *,
         until = field_of(body, "until", (int, float))
         if not 0 <= until <= MAX_PAUSE_UNTIL:  # NaN fails this too
             raise InvalidInput(f"field 'until': must be epoch seconds between 0 and {MAX_PAUSE_UNTIL:g}")
-        return budgets.pause(name, float(until), key_id=body_key_id(body))
+        key_id = body_key_id(body)
+        answer = budgets.pause(name, float(until), key_id=key_id)
+        if on_pause is not None:
+            on_pause(name, key_id, float(until))
+        return answer
 
 
 def body_key_id(body: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from waitress import wasyncore
 from elastic import ingest, results
 from elastic.config import Config, weak_token_problem
 from elastic.errors import ConfigError
+from elastic.server.alert_sender import AlertSender
+from elastic.server.alerts import Alerts
 from elastic.server.app import make_app
 from elastic.server.fleet import HEALTH_CHECK_SECONDS, FleetHealth
 from elastic.server.samples import SAMPLE_SECONDS, QueueSamples
@@ -28,6 +31,8 @@ from elastic.tasks import RetryPolicy
 from elastic.web import listen
 
 log = logging.getLogger("elastic.server")
+
+STALL_CHECK_MAX_SECONDS = 10.0  # the alert loop checks the queue for a stall at least this often
 
 
 def check_bind_address(config: Config) -> None:
@@ -87,11 +92,13 @@ class Orchestrator:
             self.owns_store = False
             self._let_go()
             raise
+        self.alerts = Alerts(self.store, config)
+        self.alert_sender = AlertSender(self.store, config)
         try:
             self.fleet_health = FleetHealth(config.workers, token=config.token)
             self.samples = QueueSamples(self.store)
             self.server = listen(make_app(self.store, config, fleet_health=self.fleet_health,
-                                          samples=self.samples),
+                                          samples=self.samples, alerts=self.alerts),
                                  host=config.host,
                                  port=config.port, threads=config.server_threads,
                                  connection_limit=config.max_connections,
@@ -115,6 +122,9 @@ class Orchestrator:
             self._add_loop("results", config.results_interval_seconds, self.write_results)
         if config.workers:
             self._add_loop("fleet-health", HEALTH_CHECK_SECONDS, self.fleet_health.check_all)
+        if self.alerts.is_enabled:
+            self._add_loop("alerts", config.alert_send_interval_seconds, self.send_alerts)
+        self._queue_checked_at = 0.0
 
     @property
     def quiet_seconds(self) -> float:
@@ -154,9 +164,22 @@ class Orchestrator:
             log.info("task %s put back in the queue", task_id)
         for task_id in report.tasks_failed:
             log.warning("task %s failed: retries used up", task_id)
+        self.alerts.expiry_ended(report)
         for task_id in report.tasks_held:
             log.warning("task %s held: its attempts killed %d workers (elastic release %s)",
                         task_id, self.store.retry.max_worker_deaths, task_id)
+
+    def send_alerts(self) -> None:
+        """One pass of the alert loop: check the queue for a stall (every quarter of the
+        shortest stall time), send what is due, forget what was sent a week ago."""
+        now = time.time()
+        check_seconds = min(STALL_CHECK_MAX_SECONDS, self.config.alert_stall_seconds / 4,
+                            self.config.unservable_grace_seconds / 4)
+        if now - self._queue_checked_at >= check_seconds:
+            self._queue_checked_at = now
+            self.alerts.check_queue(now=now)
+            self.alert_sender.prune(now=now)
+        self.alert_sender.send_due(now=now)
 
     def write_results(self) -> Path | None:
         """Write the results file for newly ended tasks and refresh orchestrator_stats.json,

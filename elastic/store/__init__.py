@@ -13,7 +13,10 @@ from elastic.store.store import (
     CountedRequest,
     ExpiryReport,
     FinishedSummary,
+    NewAlert,
     QueueCount,
+    QueuedAlert,
+    QueueMetrics,
     Store,
     UnservableWork,
 )
@@ -63,5 +66,5 @@ def _check_exists(url: str) -> None:
 
 
 __all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "FinishedSummary",
-           "QueueCount", "Store",
+           "NewAlert", "QueueCount", "QueueMetrics", "QueuedAlert", "Store",
            "SubmitOutcome", "UnservableWork", "open_store"]

@@ -45,6 +45,7 @@ from elastic.errors import (
 from elastic.store.balancing import leaves_to_others, live_workers, record_speed, speeds_for
 from elastic.store.dialects import READ_ONLY, create_notifier, is_lock_conflict
 from elastic.store.schema import (
+    alert_outbox,
     attempts,
     orchestrator_clock,
     provider_budgets,
@@ -91,6 +92,7 @@ REQUEUED_VALUES: dict[str, Any] = {
     "lease_expires_at": None, "finished_at": None, "exported": 0, "export_claimed_until": None,
     "avoid_worker_id": None, "avoid_until": None}
 EXPORT_CLAIM_SECONDS = 300.0
+ALERT_CLAIM_SECONDS = 120.0  # longer than any send may take (timeouts of 10 s per message)
 PROVIDER_REQUEST_KEEP_SECONDS = 86_400.0  # the longest budget window: a day
 DISK_FULL_SIGNS = ("database or disk is full", "no space left on device", "disk full")
 # A lease a worker's heartbeat does not list is given back once it is this old: younger,
@@ -159,6 +161,31 @@ class QueueMetrics:
     oldest_pending_created_at: float | None
     attempts_by_outcome: dict[str, int]
     retried_attempts: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAlert:
+    """An alert to queue for one channel and target (a webhook URL, or email addresses)."""
+
+    event: str
+    subject: str
+    channel: str
+    target: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuedAlert:
+    """An alert waiting in the outbox, as a sender claimed it."""
+
+    id: int
+    event: str
+    subject: str
+    channel: str
+    target: str
+    text: str
+    created_at: float
+    tries: int
 
 
 @dataclass(frozen=True)
@@ -1132,6 +1159,93 @@ class Store:
                                 .order_by(provider_requests.c.requested_at, provider_requests.c.id))
         return BudgetUsage(provider, key_id, max(cooldowns, default=None),
                            tuple(CountedRequest(row.requested_at, row.tokens) for row in requests))
+
+    # -- alert outbox -------------------------------------------------------------------
+
+    def enqueue_alerts(self, alerts: Sequence[NewAlert], *, repeat_seconds: float,
+                       now: float | None = None) -> int:
+        """Queue alerts, leaving out those whose event, subject and target were queued in the
+        last ``repeat_seconds``; returns how many were queued."""
+        now = self._now(now)
+
+        def transaction(conn: Connection) -> int:
+            queued = 0
+            for alert in alerts:
+                repeated = conn.scalar(select(func.count()).where(
+                    alert_outbox.c.event == alert.event, alert_outbox.c.subject == alert.subject,
+                    alert_outbox.c.created_at > now - repeat_seconds,
+                    alert_outbox.c.target == alert.target))
+                if not repeated:
+                    conn.execute(insert(alert_outbox).values(
+                        **dataclasses.asdict(alert), created_at=now, due_at=now, tries=0))
+                    queued += 1
+            return queued
+
+        return self._write_transaction(transaction)
+
+    def claim_alerts(self, sender_id: str, *, gather_seconds: float, max_tries: int,
+                     claim_seconds: float = ALERT_CLAIM_SECONDS, limit: int = 10_000,
+                     now: float | None = None) -> list[QueuedAlert]:
+        """Claim the due alerts of every target whose oldest unsent one waited
+        ``gather_seconds`` (they go out together), for ``claim_seconds``.
+
+        The claim is a guarded UPDATE (a row already claimed and not run out is left;
+        ``SKIP LOCKED`` on PostgreSQL), so replicas never send an alert twice; a sender
+        that dies lets its claim run out.
+        """
+        now = self._now(now)
+        claimable = and_(alert_outbox.c.sent_at.is_(None), alert_outbox.c.due_at <= now,
+                         alert_outbox.c.tries < max_tries,
+                         or_(alert_outbox.c.claimed_until.is_(None),
+                             alert_outbox.c.claimed_until < now))
+        ready = (select(alert_outbox.c.target).where(claimable).group_by(alert_outbox.c.target)
+                 .having(func.min(alert_outbox.c.created_at) <= now - gather_seconds))
+        rows = (select(alert_outbox.c.id).where(claimable, alert_outbox.c.target.in_(ready))
+                .order_by(alert_outbox.c.id).limit(limit).with_for_update(skip_locked=True))
+
+        def transaction(conn: Connection) -> list[QueuedAlert]:
+            claimed = conn.execute(update(alert_outbox).where(
+                alert_outbox.c.id.in_(rows), claimable).values(
+                claimed_by=sender_id, claimed_until=now + claim_seconds).returning(
+                *(alert_outbox.c[name] for name in QueuedAlert.__dataclass_fields__)))
+            return sorted((QueuedAlert(**row) for row in claimed.mappings()),
+                          key=lambda alert: alert.id)
+
+        return self._write_transaction(transaction)
+
+    def finish_alerts(self, ids: Sequence[int], sender_id: str, *, error: str | None = None,
+                      retry_seconds: float = 0.0, now: float | None = None) -> None:
+        """End a sender's claim of ``ids``: sent (no ``error``), or failed and due again in
+        ``retry_seconds``, its try counted."""
+        now = self._now(now)
+        values: dict[str, Any] = ({"sent_at": now, "last_error": None} if error is None else
+                                  {"due_at": now + retry_seconds, "last_error": error,
+                                   "tries": alert_outbox.c.tries + 1})
+
+        def transaction(conn: Connection) -> None:
+            conn.execute(update(alert_outbox).where(
+                alert_outbox.c.id.in_(list(ids)), alert_outbox.c.claimed_by == sender_id,
+                alert_outbox.c.sent_at.is_(None)).values(
+                **values, claimed_by=None, claimed_until=None))
+
+        self._write_transaction(transaction)
+
+    def prune_sent_alerts(self, *, older_than: float) -> int:
+        """Delete alerts sent before ``older_than``; returns how many."""
+        def transaction(conn: Connection) -> int:
+            return conn.execute(delete(alert_outbox).where(
+                alert_outbox.c.sent_at < older_than)).rowcount
+
+        return self._write_transaction(transaction)
+
+    def last_task_activity_at(self) -> float | None:
+        """When a task last started (its newest attempt) or ended; None before any."""
+        with self._read() as conn:
+            started = conn.scalar(select(attempts.c.started_at).order_by(attempts.c.id.desc())
+                                  .limit(1))
+            ended = [conn.scalar(select(func.max(tasks.c.finished_at))
+                                 .where(tasks.c.exported == flag)) for flag in (0, 1)]
+        return max((moment for moment in (started, *ended) if moment is not None), default=None)
 
     # -- reading ------------------------------------------------------------------------
 
