@@ -216,3 +216,21 @@ def test_a_bad_alert_email_address_is_a_config_error_naming_the_key() -> None:
         config.load(None, {"alert_emails": ["not an address"]}, environ={})
     settings = config.load(None, {}, environ={"ELASTIC_ALERT_EMAILS": "a@x.org, b@y.org"})
     assert settings.alert_emails == ("a@x.org", "b@y.org")
+
+
+def test_pending_work_with_no_task_started_or_ended_for_the_stall_time_is_alerted_once(
+        store: Store, webhook: WebhookReceiver) -> None:
+    from elastic.tasks import NewTask
+
+    settings = alert_config(webhook, alert_stall_seconds=600.0, alert_gather_seconds=0.0,
+                            unservable_grace_seconds=86_400.0)
+    alerts, sender = Alerts(store, settings), AlertSender(store, settings)
+    store.submit_tasks([NewTask(task_id="waiting", type="evolution_mutation",
+                                data={"genome": {"a": 1.0}, "mutation_rate": 0.1})], now=T0)
+    alerts.check_queue(now=T0 + 599)
+    assert sender.send_due(now=T0 + 599) == 0
+    alerts.check_queue(now=T0 + 601)
+    alerts.check_queue(now=T0 + 700)  # still stalled: not repeated within alert_repeat_seconds
+    assert sender.send_due(now=T0 + 700) == 1
+    [text] = webhook.texts()
+    assert "queue.stalled: 1 task(s) pending and no task started or ended since" in text
