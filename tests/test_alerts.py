@@ -191,6 +191,24 @@ def test_a_task_that_fails_for_good_reaches_the_webhook_and_the_mailbox(
     assert "diverged" in mail.get_payload()
 
 
+def test_a_task_held_by_its_result_is_alerted_with_how_to_release_it(
+        start_orchestrator: Callable[..., Any], webhook: WebhookReceiver) -> None:
+    url = start_orchestrator(None, alert_webhook_urls=[webhook.url], alert_gather_seconds=0.0).url
+    requests.post(f"{url}/api/tasks/submit", timeout=10, json={
+        "task_id": "bad-input", "type": "evolution_mutation",
+        "data": {"genome": {"a": 1.0}, "mutation_rate": 0.1}}).raise_for_status()
+    requests.post(f"{url}/api/workers/register", timeout=10,
+                  json={"worker_id": "evo", "worker_type": "evolution"}).raise_for_status()
+    lease = requests.get(f"{url}/api/workers/evo/tasks", timeout=10).json()["task"]
+    requests.post(f"{url}/api/tasks/bad-input/result", timeout=10, json={
+        "worker_id": "evo", "lease_token": lease["lease_token"], "result": {
+            "success": False, "retryable": False, "reason": "invalid_input",
+            "error": "genome is empty"}}).raise_for_status()
+    wait_until(lambda: webhook.bodies, timeout=30, message="the alert")
+    assert ("task bad-input held (invalid_input: genome is empty); fix the cause, then "
+            "elastic release bad-input") in webhook.texts()[0]
+
+
 def test_a_dead_worker_a_stalled_queue_and_a_paused_provider_are_alerted(
         start_orchestrator: Callable[..., Any], webhook: WebhookReceiver) -> None:
     url = start_orchestrator(None, alert_webhook_urls=[webhook.url], alert_gather_seconds=0.0,

@@ -7,7 +7,8 @@ paused through its budget, and the queue checked for stalls. Queuing is one smal
 insert and never raises: an alert lost to a database error is logged, the request it
 rides on still succeeds. ``elastic.server.alert_sender`` sends the rows.
 
-Events (``config.ALERT_EVENTS``): ``task.failed``, ``worker.dead``, ``queue.stalled``
+Events (``config.ALERT_EVENTS``): ``task.failed`` (also a task held for a person),
+``worker.dead``, ``queue.stalled``
 (work waiting that no online worker can run for ``unservable_grace_seconds``, or work
 pending while no task started or ended for ``alert_stall_seconds``) and
 ``provider.paused``. The same event about the same subject is not queued again within
@@ -67,10 +68,17 @@ class Alerts:
         """Nothing to tell when a task starts."""
 
     def task_ended(self, task: Task) -> None:
-        """A result that failed a task for good (its retries used up) is an alert."""
+        """A result that failed a task for good (its retries used up), or held it for a
+        person (a retry cannot fix it), is an alert."""
         if task.status is TaskStatus.FAILED:
             self.notify("task.failed", task.task_id, f"task {task.task_id} ({task.type}) failed "
                         f"after {task.attempts} attempt(s): {task.error}")
+        elif task.status is TaskStatus.HELD:
+            self._held(task.task_id, f"{task.held_reason}: {task.error}")
+
+    def _held(self, task_id: str, why: str) -> None:
+        self.notify("task.failed", task_id, f"task {task_id} held ({why}); fix the cause, then "
+                    f"elastic release {task_id}")
 
     def expiry_ended(self, report: ExpiryReport) -> None:
         """Workers an expiry pass declared dead, and tasks it failed (time limit, lease)."""
@@ -80,6 +88,8 @@ class Alerts:
         for task_id in report.tasks_failed:
             self.notify("task.failed", task_id, f"task {task_id} failed: its retries are used up "
                         f"(elastic task {task_id})")
+        for task_id in report.tasks_held:
+            self._held(task_id, "worker_deaths: its attempts killed workers")
 
     def provider_paused(self, provider: str, key_id: str, until: float) -> None:
         """A provider budget was rested (a 429, an exhausted daily quota)."""
