@@ -252,3 +252,16 @@ def test_pending_work_with_no_task_started_or_ended_for_the_stall_time_is_alerte
     assert sender.send_due(now=T0 + 700) == 1
     [text] = webhook.texts()
     assert "queue.stalled: 1 task(s) pending and no task started or ended since" in text
+
+
+def test_alerts_given_up_after_alert_max_tries_are_never_sent_and_pruned_after_a_week(
+        store: Store, webhook: WebhookReceiver) -> None:
+    settings = alert_config(webhook, alert_gather_seconds=0.0, alert_max_tries=2,
+                            alert_retry_seconds=1.0)
+    webhook.failures = 10
+    Alerts(store, settings).notify("worker.dead", "pi-1", "worker pi-1 stopped", now=T0)
+    sender = AlertSender(store, settings)
+    for moment in (T0, T0 + 10, T0 + 100):
+        sender.send_due(now=moment)
+    assert webhook.requests_seen == 2
+    assert store.prune_alerts(older_than=T0 + 1, max_tries=2) == 1

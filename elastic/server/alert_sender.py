@@ -59,29 +59,39 @@ class AlertSender:
         return sent
 
     def prune(self, *, now: float | None = None) -> None:
-        """Forget alerts sent more than a week ago."""
+        """Forget alerts sent (or given up on) more than a week ago."""
         now = self.clock() if now is None else now
-        self.store.prune_sent_alerts(older_than=now - KEEP_SENT_SECONDS)
+        self.store.prune_alerts(older_than=now - KEEP_SENT_SECONDS,
+                                max_tries=self.config.alert_max_tries)
 
     def _send_one_message(self, channel: str, target: str, alerts: list[QueuedAlert],
                           now: float) -> int:
-        ids = [alert.id for alert in alerts]
+        """Send ``alerts`` as one message to ``target``; returns 1 when it went out."""
         try:
             if channel == EMAIL:
                 self._send_email(target, digest_subject(alerts), digest_text(alerts))
             else:
                 self._post_webhook(target, digest_text(alerts))
         except (OSError, smtplib.SMTPException, requests.RequestException) as exc:
-            tries = max(alert.tries for alert in alerts) + 1
-            delay = min(self.config.alert_retry_max_seconds,
-                        self.config.alert_retry_seconds * 2 ** min(tries - 1, 30))
-            log.warning("could not send %d alert(s) to %s (try %d, again in %.0f s): %s",
-                        len(alerts), target, tries, delay, exc)
-            self.store.finish_alerts(ids, self.sender_id, error=str(exc)[:2000],
-                                     retry_seconds=delay, now=now)
+            self._send_later(target, alerts, exc, now)
             return 0
-        self.store.finish_alerts(ids, self.sender_id, now=now)
+        self.store.finish_alerts([alert.id for alert in alerts], self.sender_id, now=now)
         return 1
+
+    def _send_later(self, target: str, alerts: list[QueuedAlert], error: Exception,
+                    now: float) -> None:
+        """Count a failed try and make the alerts due again after the backoff."""
+        tries = max(alert.tries for alert in alerts) + 1
+        delay = min(self.config.alert_retry_max_seconds,
+                    self.config.alert_retry_seconds * 2 ** min(tries - 1, 30))
+        if tries >= self.config.alert_max_tries:
+            log.error("gave up sending %d alert(s) to %s after %d tries: %s",
+                      len(alerts), target, tries, error)
+        else:
+            log.warning("could not send %d alert(s) to %s (try %d, again in %.0f s): %s",
+                        len(alerts), target, tries, delay, error)
+        self.store.finish_alerts([alert.id for alert in alerts], self.sender_id,
+                                 error=str(error)[:2000], retry_seconds=delay, now=now)
 
     def _post_webhook(self, url: str, text: str) -> None:
         """POST Slack's ``{"text": ...}``; a non-2xx answer is a failure."""

@@ -1230,11 +1230,14 @@ class Store:
 
         self._write_transaction(transaction)
 
-    def prune_sent_alerts(self, *, older_than: float) -> int:
-        """Delete alerts sent before ``older_than``; returns how many."""
+    def prune_alerts(self, *, older_than: float, max_tries: int) -> int:
+        """Delete alerts sent before ``older_than``, and those given up on (``max_tries``
+        used) queued before it; returns how many."""
         def transaction(conn: Connection) -> int:
-            return conn.execute(delete(alert_outbox).where(
-                alert_outbox.c.sent_at < older_than)).rowcount
+            return conn.execute(delete(alert_outbox).where(or_(
+                alert_outbox.c.sent_at < older_than,
+                and_(alert_outbox.c.tries >= max_tries, alert_outbox.c.created_at < older_than),
+            ))).rowcount
 
         return self._write_transaction(transaction)
 
