@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from elastic.cli import main
 from elastic.providers.limits import key_fingerprint
-from elastic.store import Store, open_store
+from elastic.store import NewAlert, Store, open_store
 from elastic.store.dialects import create_store_engine
 from elastic.store.lock import hold_database
 from elastic.store.migrate import alembic_config, head_revision
@@ -43,7 +43,7 @@ def mutation(task_id: str) -> NewTask:
 
 def fill(store: Store) -> None:
     """A queue in every state: pending, running, completed, held, cancelled; a budget; the
-    orchestrator clock of an expiry pass."""
+    orchestrator clock of an expiry pass; an alert waiting to be sent."""
     store.submit_tasks([mutation(f"t{n}") for n in range(6)], now=T0)
     store.register_worker("w1", worker_type="evolution", capabilities={}, capacity=4, now=T0)
     leases = store.lease_tasks("w1", limit=4, now=T0 + 1)
@@ -56,6 +56,9 @@ def fill(store: Store) -> None:
                                    since=T0 - 60, available_at=lambda usage: T0, now=T0 + 4)
     store.pause_provider_budget("groq", "", T0 + 100)
     store.expire_leases(now=T0 + 5)
+    store.enqueue_alerts([NewAlert(event="task.failed", subject="t1", channel="webhook",
+                                   target="http://127.0.0.1:9/hook", text="t1 held")],
+                         repeat_seconds=0.0, now=T0 + 6)
 
 
 def every_row(url: str) -> dict[str, list[dict[str, Any]]]:
