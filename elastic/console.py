@@ -257,10 +257,11 @@ def _failures_table(failures: Sequence[Mapping[str, Any]]) -> Table:
 def task_list_table(tasks: Sequence[Mapping[str, Any]]) -> Table:
     """``elastic tasks``: one line per task (seed-000 words), narrow enough for 80 columns."""
     table = Table(title="tasks, newest first")
-    table.add_column("task", overflow="fold")
-    for column in ("type", "status", "pri", "tries"):
-        table.add_column(column)
-    table.add_column("progress or error", overflow="fold")
+    table.add_column("task", overflow="fold", ratio=3)  # the id matters most: shown whole
+    table.add_column("type", no_wrap=True, ratio=2)
+    for column in ("status", "pri", "tries"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("progress or error", overflow="fold", ratio=2)
     for task in tasks:
         table.add_row(escape(task["task_id"]), task["type"], styled(task["status"]),
                       str(task["priority"]), str(task["attempts"]), _progress_or_error(task))
@@ -289,8 +290,9 @@ def task_detail_view(task: Mapping[str, Any]) -> Group:
         attempts.add_row(str(attempt["attempt"]), escape(attempt["worker_id"]),
                          attempt["started_at"] or "-", attempt["outcome"],
                          escape(attempt.get("error") or ""))
+    shown_attempts = attempts if task.get("history") else "attempts: none yet"
     return Group(fields, "data:", _json_text(task.get("data")), "result:",
-                 _json_text(task.get("result")), attempts)
+                 _json_text(task.get("result")), shown_attempts)
 
 
 def _json_text(value: Any) -> str:
