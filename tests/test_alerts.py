@@ -34,6 +34,10 @@ class WebhookReceiver:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     requests_seen: int = 0
     failures: int = 0
+    released: threading.Event = field(default_factory=threading.Event)  # answers wait for it
+
+    def __post_init__(self) -> None:
+        self.released.set()
 
     def texts(self) -> list[str]:
         return [body["text"] for body in self.bodies]
@@ -47,6 +51,7 @@ def webhook() -> Iterator[WebhookReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            receiver.released.wait(timeout=60)
             with lock:
                 receiver.requests_seen += 1
                 failing = receiver.requests_seen <= receiver.failures
@@ -64,6 +69,7 @@ def webhook() -> Iterator[WebhookReceiver]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield receiver
+    receiver.released.set()
     server.shutdown()
     server.server_close()
 
@@ -265,3 +271,24 @@ def test_alerts_given_up_after_alert_max_tries_are_never_sent_and_pruned_after_a
         sender.send_due(now=moment)
     assert webhook.requests_seen == 2
     assert store.prune_alerts(older_than=T0 + 1, max_tries=2) == 1
+
+
+def test_a_webhook_that_hangs_never_holds_up_the_result_that_raised_the_alert(
+        start_orchestrator: Callable[..., Any], webhook: WebhookReceiver) -> None:
+    webhook.released.clear()  # the receiver answers nothing until the end of the test
+    url = start_orchestrator(None, alert_webhook_urls=[webhook.url], alert_gather_seconds=0.0,
+                             max_task_retries=0).url
+    requests.post(f"{url}/api/workers/register", timeout=10,
+                  json={"worker_id": "evo", "worker_type": "evolution"}).raise_for_status()
+    for number in range(3):
+        requests.post(f"{url}/api/tasks/submit", timeout=10, json={
+            "task_id": f"doomed-{number}", "type": "evolution_mutation",
+            "data": {"genome": {"a": 1.0}, "mutation_rate": 0.1}}).raise_for_status()
+        lease = requests.get(f"{url}/api/workers/evo/tasks", timeout=10).json()["task"]
+        answer = requests.post(f"{url}/api/tasks/{lease['task_id']}/result", timeout=10, json={
+            "worker_id": "evo", "lease_token": lease["lease_token"],
+            "result": {"success": False, "error": "boom"}})
+        assert answer.status_code == 200
+    assert webhook.bodies == []  # nothing answered yet: the results did not wait for it
+    webhook.released.set()
+    wait_until(lambda: webhook.bodies, timeout=30, message="the held-up alert")
