@@ -20,7 +20,7 @@ from elastic import config
 from elastic.errors import ConfigError
 from elastic.server.alert_sender import AlertSender
 from elastic.server.alerts import Alerts
-from elastic.store import Store, open_store
+from elastic.store import NewAlert, Store, open_store
 
 T0 = 1_000_000.0
 
@@ -144,32 +144,39 @@ def test_a_failed_send_is_retried_with_backoff_and_survives_a_restart(
     assert webhook.texts() == ["elastic task.failed: task t1 failed"]
 
 
-def test_replicas_on_one_postgresql_send_each_alert_once(
-        postgres_url: str, webhook: WebhookReceiver) -> None:
-    settings = alert_config(webhook, alert_gather_seconds=0.0)
+def test_replicas_on_one_postgresql_claim_each_alert_once(postgres_url: str) -> None:
     replicas = [open_store(postgres_url) for _ in range(4)]
     try:
-        alerts = Alerts(replicas[0], settings)
-        for number in range(50):
-            alerts.notify("task.failed", f"t{number}", f"task t{number} failed", now=T0)
-        senders = [AlertSender(replica, settings) for replica in replicas for _ in range(2)]
-        barrier = threading.Barrier(len(senders))
-        sent: list[int] = []
-
-        def race(sender: AlertSender) -> None:
-            barrier.wait(timeout=30)
-            sent.append(sender.send_due(now=T0 + 1))
-
-        threads = [threading.Thread(target=race, args=(s,)) for s in senders]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        replicas[0].enqueue_alerts([NewAlert(
+            event="task.failed", subject=f"t{number}", channel="webhook",
+            target=f"http://127.0.0.1:9/hook-{number % 5}", text=f"task t{number} failed")
+            for number in range(50)], repeat_seconds=0.0, now=T0)
+        claims = race([lambda replica=replica, number=number: replica.claim_alerts(
+            f"sender-{number}", gather_seconds=0.0, max_tries=3, now=T0 + 1)
+            for replica in replicas for number in range(2)])
     finally:
         for replica in replicas:
             replica.close()
-    assert sum(sent) == len(webhook.bodies) == 1
-    assert webhook.texts()[0].startswith("elastic: 50 alerts")
+    claimed = [alert.id for claim in claims for alert in claim]
+    assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == 50
+
+
+def race(calls: list[Callable[[], list[Any]]]) -> list[list[Any]]:
+    """Run ``calls`` in threads released at once by a barrier; their answers."""
+    barrier = threading.Barrier(len(calls))
+    answers: list[list[Any]] = []
+
+    def run(call: Callable[[], list[Any]]) -> None:
+        barrier.wait(timeout=60)
+        answers.append(call())
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(answers) == len(calls), "a racing call did not finish"
+    return answers
 
 
 def test_a_task_that_fails_for_good_reaches_the_webhook_and_the_mailbox(
