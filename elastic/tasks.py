@@ -92,7 +92,7 @@ def can_transition(old: TaskStatus, new: TaskStatus) -> bool:
     return new in ALLOWED_TRANSITIONS[old]
 
 
-# Ended tasks that a user may put back in the queue (``elastic submit --replace``).
+# Ended tasks that a user may put back in the queue (``elastic retry``, ``submit --replace``).
 RETRYABLE_STATUSES = frozenset(status for status in FINAL_STATUSES
                                if can_transition(status, TaskStatus.PENDING))
 
