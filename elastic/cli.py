@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -160,10 +161,14 @@ def _interrupt(_signum: int, _frame: object) -> None:
               help="Tasks run at the same time.")
 @click.option("--port", type=int, help="Also serve /health /status /history /metrics here.")
 @click.option("--capabilities", "capabilities_json", help="JSON object widening the defaults.")
+@click.option("--batch", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Lease up to this many tasks per poll and report their results in one "
+                   "request (at most --capacity).")
 @config_option
 @reports_errors
 def worker(server_url: str | None, worker_type: str, worker_id: str | None, capacity: int,
-           port: int | None, capabilities_json: str | None, config_path: str | None) -> None:
+           port: int | None, capabilities_json: str | None, batch: int,
+           config_path: str | None) -> None:
     """Run a worker: register, lease tasks, execute them, heartbeat, report.
 
     Example:
@@ -179,11 +184,13 @@ def worker(server_url: str | None, worker_type: str, worker_id: str | None, capa
     from elastic.worker.status_server import start_status_server
 
     settings = load_config(config_path, server_url=server_url)
+    if batch > capacity:
+        raise ConfigError("batch", "flag", f"at most --capacity ({capacity})", batch)
     extra = _parse_json_option("capabilities", capabilities_json)
     provider = worker_provider(worker_type, settings)
     worker_settings = WorkerSettings(
         worker_id=worker_id or f"{worker_type}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
-        worker_type=worker_type, capacity=capacity,
+        worker_type=worker_type, capacity=capacity, batch=batch,
         capabilities=worker_capabilities(worker_type, extra, provider=provider),
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         poll_wait_seconds=settings.poll_interval_seconds,
@@ -746,3 +753,47 @@ def db_copy(source: str, target: str, live: bool, config_path: str | None) -> No
     counts = ", ".join(f"{name} {rows}" for name, rows in report.rows.items())
     stdout.print(f"copied {report.total} row(s) to {shown_url(target)}: {counts}",
                  highlight=False)
+
+
+@main.command()
+@click.option("--tasks", "task_count", type=click.IntRange(1, 10_000_000), default=10_000,
+              show_default=True, help="No-op tasks pushed through each path.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes.")
+@click.option("--batch", type=click.IntRange(1, 1024), default=64, show_default=True,
+              help="Tasks per poll and results per request on the batch path (1: skip it).")
+@click.option("--latency-samples", type=click.IntRange(2, 100_000), default=200,
+              show_default=True, help="Tasks submitted one by one for the latencies.")
+@click.option("--pending", type=click.IntRange(0, 100_000_000), default=0, show_default=True,
+              help="Fill the queue first with this many tasks of other types and priorities.")
+@click.option("--idle", "idle_seconds", type=click.FloatRange(0, 3600), default=0.0,
+              help="Also measure the idle server's and worker's CPU over this many seconds.")
+@click.option("--db", "database_url", help="Database URL (default: a temporary SQLite file).")
+@click.option("--compare", type=click.Choice(["huey"]),
+              help="Also run Huey's SQLite queue (two consumer processes) and print the ratio.")
+@config_option
+@reports_errors
+def bench(task_count: int, workers: int, batch: int, latency_samples: int, pending: int,
+          idle_seconds: float, database_url: str | None, compare: str | None,
+          config_path: str | None) -> None:
+    """Measure dispatch speed: a server and noop workers on a fresh database, tasks/s on
+    both paths, submit-to-start/result latencies, the server's CPU and peak memory.
+
+    Example:
+
+        elastic bench --tasks 20000 --workers 2 --compare huey
+    """
+    from elastic import bench as benchmark
+
+    load_config(config_path)
+    settings = benchmark.BenchSettings(tasks=task_count, workers=workers, batch=batch,
+                                       latency_samples=latency_samples, pending=pending,
+                                       idle_seconds=idle_seconds, database_url=database_url)
+    report = benchmark.run_bench(settings)
+    if compare == "huey":
+        from elastic.bench_huey import run_huey
+
+        with tempfile.TemporaryDirectory(prefix="elastic-bench-huey-") as folder:
+            report.huey = run_huey(task_count, Path(folder))
+    for line in report.lines():
+        stdout.print(line, highlight=False)

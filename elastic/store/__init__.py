@@ -12,6 +12,7 @@ from elastic.store.store import (
     BudgetUsage,
     CountedRequest,
     ExpiryReport,
+    ReportedResult,
     Store,
     UnservableWork,
 )
@@ -58,5 +59,5 @@ def _check_exists(url: str) -> None:
                           "creates it)", url)
 
 
-__all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "Store",
+__all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "ReportedResult", "Store",
            "SubmitOutcome", "UnservableWork", "open_store"]

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from elastic.errors import (
+    ElasticError,
     StaleLease,
     StorageFull,
     TaskNotFound,
@@ -42,7 +43,12 @@ from elastic.errors import (
     WorkerNotFound,
     WrongState,
 )
-from elastic.store.dialects import READ_ONLY, create_notifier, is_lock_conflict
+from elastic.store.dialects import (
+    READ_ONLY,
+    create_group_commit,
+    create_notifier,
+    is_lock_conflict,
+)
 from elastic.store.schema import (
     attempts,
     orchestrator_clock,
@@ -166,6 +172,15 @@ def failed_attempt(result: Mapping[str, Any]) -> AttemptEnd:
 
 
 @dataclass(frozen=True)
+class ReportedResult:
+    """One result a worker reports: its task, the lease token it ran under, the result."""
+
+    task_id: str
+    lease_token: int | None
+    result: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class CountedRequest:
     """One request counted against a provider budget: when it started, the tokens it counts for."""
 
@@ -211,6 +226,7 @@ class Store:
         self.clock = clock
         self.jitter = jitter
         self.changes = create_notifier(engine)
+        self.group_commit = create_group_commit(engine)
 
     def close(self) -> None:
         """Stop listening for changes and close every connection; on SQLite the last close
@@ -252,6 +268,7 @@ class Store:
                     result = work(connection)
                     if notify:
                         self.changes.announce(connection)
+                self.group_commit.flush()  # durable before anyone hears of it
             except (OperationalError, IntegrityError) as exc:
                 if any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
                     raise StorageFull() from exc
@@ -590,24 +607,50 @@ class Store:
             StaleLease: the worker or token is not the current lease (409).
         """
         now = self._now(now)
-        succeeded = result.get("success", True) is not False
 
         def transaction(conn: Connection) -> Task:
-            row = self._current_lease_row(conn, task_id, worker_id, lease_token)
-            if succeeded:
-                self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
-                conn.execute(update(tasks).where(
-                    tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
-                    status=TaskStatus.COMPLETED.value, result=finite_json(dict(result)),
-                    finished_at=now,
-                    progress=1.0, lease_expires_at=None, error=None))
-                self._count_for_worker(conn, worker_id, completed=1)
-            else:
-                self._end_attempt(conn, row, failed_attempt(result), now)
-                self._count_for_worker(conn, worker_id, failed=1)
+            self._record_one(conn, ReportedResult(task_id, lease_token, result), worker_id, now)
             return self._load_task(conn, task_id)
 
         return self._write_transaction(transaction, notify=True)
+
+    def record_results(self, reported: Sequence[ReportedResult], *, worker_id: str,
+                       now: float | None = None) -> list[ElasticError | None]:
+        """Accept several results of one worker in one transaction, each on its own: one
+        from a lease that is not current (or of an unknown task) is refused alone and
+        changes nothing; the others are taken.
+
+        Returns:
+            For each result in order, None (taken) or the error that refused it.
+        """
+        now = self._now(now)
+
+        def transaction(conn: Connection) -> list[ElasticError | None]:
+            answers: list[ElasticError | None] = []
+            for item in reported:
+                try:
+                    self._record_one(conn, item, worker_id, now)
+                    answers.append(None)
+                except (StaleLease, TaskNotFound) as exc:  # raised before any write of it
+                    answers.append(exc)
+            return answers
+
+        return self._write_transaction(transaction, notify=True)
+
+    def _record_one(self, conn: Connection, item: ReportedResult, worker_id: str,
+                    now: float) -> None:
+        """End the current lease's attempt with its result (StaleLease before any write)."""
+        row = self._current_lease_row(conn, item.task_id, worker_id, item.lease_token)
+        if item.result.get("success", True) is not False:
+            self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
+            conn.execute(update(tasks).where(
+                tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
+                status=TaskStatus.COMPLETED.value, result=finite_json(dict(item.result)),
+                finished_at=now, progress=1.0, lease_expires_at=None, error=None))
+            self._count_for_worker(conn, worker_id, completed=1)
+        else:
+            self._end_attempt(conn, row, failed_attempt(item.result), now)
+            self._count_for_worker(conn, worker_id, failed=1)
 
     def _current_lease_row(self, conn: Connection, task_id: str, worker_id: str,
                            lease_token: int | None) -> RowMapping:
