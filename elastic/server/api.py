@@ -409,14 +409,19 @@ def settled_tasks(store: Store, task_ids: list[str]) -> dict[str, Any]:
 
 def unservable_reasons(store: Store, task_ids: list[str]) -> dict[str, str]:
     """Why no live worker can run each of these tasks that is pending (the others left out)."""
-    if not task_ids:
+    # Only these tasks' needs are checked, against the live workers: never a pass over the
+    # whole queue (a long poll asks this again at every change).
+    waiting = store.list_tasks(task_ids=task_ids, statuses=[TaskStatus.PENDING]) if task_ids else []
+    if not waiting:
         return {}
-    reasons = {work.requirement: work.reason for work in store.unservable_work()}
-    if not reasons:
-        return {}
-    waiting = store.list_tasks(task_ids=task_ids, statuses=[TaskStatus.PENDING])
-    return {task.task_id: reasons[need] for task in waiting
-            if (need := Requirement.of(task.type, task.data)) in reasons}
+    workers = store.list_workers()
+    reasons: dict[Requirement, str | None] = {}
+    for task in waiting:
+        need = Requirement.of(task.type, task.data)
+        if need not in reasons:
+            reasons[need] = need.unmet_reason(workers)
+    return {task.task_id: reason for task in waiting
+            if (reason := reasons[Requirement.of(task.type, task.data)]) is not None}
 
 
 def unservable_payload(work: UnservableWork) -> dict[str, Any]:

@@ -21,7 +21,9 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -109,6 +111,41 @@ CLOCK_ROW_ID = 1
 def may_become(new: TaskStatus) -> ColumnElement[bool]:
     """The guard of every UPDATE that moves a task to ``new``, read from the state machine."""
     return tasks.c.status.in_([old.value for old in statuses_that_may_become(new)])
+
+
+def _build_lease_statement(by_models: bool, by_tokens: bool) -> Any:
+    """``UPDATE tasks ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``: the
+    worker's most urgent, oldest runnable tasks, its parameters named ``lease_*``.
+
+    The conditions are Requirement.is_met_by in SQL; change both together. A retry waits
+    until not_before, and the worker that failed it last until avoid_until. The token
+    goes up by one, and never below ``lease_floor`` (see ``Store.lease_token_floor``).
+    """
+    now, worker_id = bindparam("lease_now"), bindparam("lease_worker")
+    conditions = [may_become(TaskStatus.ASSIGNED),
+                  tasks.c.type.in_(bindparam("lease_types", expanding=True)),
+                  or_(tasks.c.algorithm.is_(None),
+                      tasks.c.algorithm.in_(bindparam("lease_algorithms", expanding=True))),
+                  tasks.c.not_before <= now,
+                  or_(tasks.c.avoid_worker_id.is_(None), tasks.c.avoid_worker_id != worker_id,
+                      tasks.c.avoid_until <= now)]
+    if by_models:
+        conditions.append(or_(tasks.c.model.is_(None),
+                              tasks.c.model.in_(bindparam("lease_models", expanding=True))))
+    if by_tokens:
+        conditions.append(tasks.c.estimated_tokens <= bindparam("lease_max_tokens"))
+    candidates = (select(tasks.c.seq).where(*conditions)
+                  .order_by(tasks.c.priority.desc(), tasks.c.seq)
+                  .limit(bindparam("lease_slots", type_=Integer))
+                  .with_for_update(skip_locked=True))
+    floor = bindparam("lease_floor", type_=Integer)
+    return (update(tasks).where(tasks.c.seq.in_(candidates))
+            .values(status=TaskStatus.ASSIGNED.value, worker_id=worker_id,
+                    lease_token=case((tasks.c.lease_token + 1 > floor, tasks.c.lease_token + 1),
+                                     else_=floor),
+                    attempts=tasks.c.attempts + 1, lease_expires_at=bindparam("lease_expires"),
+                    started_at=now, progress=0.0)
+            .returning(*tasks.c))
 
 
 @dataclass(frozen=True)
@@ -227,6 +264,11 @@ class Store:
         self.jitter = jitter
         self.changes = create_notifier(engine)
         self.group_commit = create_group_commit(engine)
+        # Leases are not flushed one by one (see ``lease_tasks``): tokens start past any
+        # that a lease lost with an unflushed WAL tail (a power cut) could have carried.
+        # Found at the first lease (None: not yet).
+        self.lease_token_floor: int | None = None if self.group_commit.wal_path else 0
+        self._lease_statements: dict[tuple[bool, bool], Any] = {}
 
     def close(self) -> None:
         """Stop listening for changes and close every connection; on SQLite the last close
@@ -252,9 +294,11 @@ class Store:
                 yield connection
 
     def _write_transaction(self, work: Callable[[Connection], Result], *,
-                           notify: bool = False) -> Result:
+                           notify: bool = False, durable: bool = True) -> Result:
         """Run ``work`` in one write transaction; wake waiting long polls after it if ``notify``
         (this process's at once, other processes' through ``Notifier.announce`` at the commit).
+        It is on disk before this returns unless ``durable`` is False (then the next
+        durable one's flush, a few ms later, takes it along: see ``GroupCommit``).
 
         The transaction runs again when the database reports a transient conflict:
         SQLite's busy timeout absorbs nearly all lock waits; what is left (and, on
@@ -268,7 +312,8 @@ class Store:
                     result = work(connection)
                     if notify:
                         self.changes.announce(connection)
-                self.group_commit.flush()  # durable before anyone hears of it
+                if durable:
+                    self.group_commit.flush()  # on disk before anyone hears of it
             except (OperationalError, IntegrityError) as exc:
                 if any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
                     raise StorageFull() from exc
@@ -284,6 +329,19 @@ class Store:
 
     def _now(self, now: float | None) -> float:
         return self.clock() if now is None else now
+
+    def _first_safe_token(self, conn: Connection) -> int:
+        """A lease token above every token a lease could have carried before this store
+        leased its first task (``lease_token_floor``).
+
+        Every task's next token is at least this, so a lease answered but lost with the
+        WAL's unflushed tail can never match a later lease of its task: a lost lease's
+        token was at most its task's stored token + 1, hence at most the largest + 1.
+        """
+        if self.lease_token_floor is None:
+            self.lease_token_floor = int(conn.scalar(select(func.max(tasks.c.lease_token)))
+                                         or 0) + 2
+        return self.lease_token_floor
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -553,8 +611,10 @@ class Store:
             types = [t for t in worker.task_types if task_types is None or t in task_types]
             if slots <= 0 or not types:
                 return []
-            rows = conn.execute(self._lease_statement(worker, types, slots,
-                                                      max_estimated_tokens, now)).mappings().all()
+            statement = self._lease_statement(by_models=bool(worker.models),
+                                              by_tokens=max_estimated_tokens is not None)
+            rows = conn.execute(statement, self._lease_parameters(
+                conn, worker, types, slots, max_estimated_tokens, now)).mappings().all()
             if rows:
                 conn.execute(insert(attempts), [{
                     "task_id": row["task_id"], "attempt": row["attempts"],
@@ -568,29 +628,27 @@ class Store:
                           timeout_seconds=task.timeout_seconds or self.task_timeout_seconds)
                     for task in leased]
 
-        return self._write_transaction(transaction)
+        # Not flushed on its own: the result that follows (or any other write) flushes it
+        # with the next group commit; one lost to a power cut leaves its task pending
+        # and its token unusable (``lease_token_floor``), so fencing holds.
+        return self._write_transaction(transaction, durable=False)
 
-    def _lease_statement(self, worker: Worker, types: list[str], slots: int,
-                         max_estimated_tokens: int | None, now: float) -> Any:
-        # The conditions are Requirement.is_met_by in SQL; change both together. A retry
-        # waits until not_before, and the worker that failed it last until avoid_until.
-        conditions = [may_become(TaskStatus.ASSIGNED), tasks.c.type.in_(types),
-                      or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(worker.algorithms)),
-                      tasks.c.not_before <= now,
-                      or_(tasks.c.avoid_worker_id.is_(None),
-                          tasks.c.avoid_worker_id != worker.worker_id, tasks.c.avoid_until <= now)]
-        if worker.models:
-            conditions.append(or_(tasks.c.model.is_(None), tasks.c.model.in_(worker.models)))
-        if max_estimated_tokens is not None:
-            conditions.append(tasks.c.estimated_tokens <= max_estimated_tokens)
-        candidates = (select(tasks.c.seq).where(*conditions)
-                      .order_by(tasks.c.priority.desc(), tasks.c.seq).limit(slots)
-                      .with_for_update(skip_locked=True))
-        return (update(tasks).where(tasks.c.seq.in_(candidates))
-                .values(status=TaskStatus.ASSIGNED.value, worker_id=worker.worker_id,
-                        lease_token=tasks.c.lease_token + 1, attempts=tasks.c.attempts + 1,
-                        lease_expires_at=now + self.lease_seconds, started_at=now, progress=0.0)
-                .returning(*tasks.c))
+    def _lease_parameters(self, conn: Connection, worker: Worker, types: list[str], slots: int,
+                          max_estimated_tokens: int | None, now: float) -> dict[str, Any]:
+        """The values of one lease for ``_lease_statement``'s bound parameters."""
+        return {"lease_types": types, "lease_algorithms": list(worker.algorithms),
+                "lease_models": list(worker.models), "lease_max_tokens": max_estimated_tokens,
+                "lease_worker": worker.worker_id, "lease_now": now, "lease_slots": slots,
+                "lease_expires": now + self.lease_seconds,
+                "lease_floor": self._first_safe_token(conn)}
+
+    def _lease_statement(self, *, by_models: bool, by_tokens: bool) -> Any:
+        """The lease statement, built once per shape (every value a bound parameter: building
+        a SQLAlchemy statement costs more CPU than running it)."""
+        shape = (by_models, by_tokens)
+        if shape not in self._lease_statements:
+            self._lease_statements[shape] = _build_lease_statement(*shape)
+        return self._lease_statements[shape]
 
     # -- results and the ends of attempts ---------------------------------------------
 
