@@ -49,6 +49,7 @@ from elastic.store.dialects import (
     READ_ONLY,
     create_group_commit,
     create_notifier,
+    create_write_turns,
     is_lock_conflict,
 )
 from elastic.store.schema import (
@@ -264,6 +265,7 @@ class Store:
         self.jitter = jitter
         self.changes = create_notifier(engine)
         self.group_commit = create_group_commit(engine)
+        self.write_turn = create_write_turns(engine)
         # Leases are not flushed one by one (see ``lease_tasks``): tokens start past any
         # that a lease lost with an unflushed WAL tail (a power cut) could have carried.
         # Found at the first lease (None: not yet).
@@ -308,7 +310,7 @@ class Store:
         """
         for attempt in range(DB_RETRY_ATTEMPTS):
             try:
-                with self.engine.begin() as connection:
+                with self.write_turn(), self.engine.begin() as connection:
                     result = work(connection)
                     if notify:
                         self.changes.announce(connection)
