@@ -110,8 +110,27 @@ CLOCK_ROW_ID = 1
 
 
 def may_become(new: TaskStatus) -> ColumnElement[bool]:
-    """The guard of every UPDATE that moves a task to ``new``, read from the state machine."""
-    return tasks.c.status.in_([old.value for old in statuses_that_may_become(new)])
+    """The guard of every UPDATE that moves a task to ``new``, read from the state machine
+    (equalities, not IN: an IN list cannot be part of an executemany statement)."""
+    return or_(*(tasks.c.status == old.value for old in statuses_that_may_become(new)))
+
+
+def _current_lease(row: Any, item: ReportedResult, worker_id: str) -> Any:
+    """``row`` when it is the task's current lease by ``worker_id`` with ``item``'s token.
+
+    Raises:
+        TaskNotFound: no row.
+        StaleLease: the task is not assigned to that worker under that token (409).
+    """
+    if row is None:
+        raise TaskNotFound(f"task {item.task_id!r} not found")
+    current = (row["status"] == TaskStatus.ASSIGNED.value and row["worker_id"] == worker_id
+               and (item.lease_token is None or row["lease_token"] == item.lease_token))
+    if not current:
+        raise StaleLease(f"task {item.task_id!r}: lease of worker {worker_id!r} (token "
+                         f"{item.lease_token}) is not current; the task is {row['status']}"
+                         f" with token {row['lease_token']}")
+    return row
 
 
 def _build_lease_statement(by_models: bool, by_tokens: bool) -> Any:
@@ -669,7 +688,10 @@ class Store:
         now = self._now(now)
 
         def transaction(conn: Connection) -> Task:
-            self._record_one(conn, ReportedResult(task_id, lease_token, result), worker_id, now)
+            refusal = self._record(conn, [ReportedResult(task_id, lease_token, result)],
+                                   worker_id, now)[0]
+            if refusal is not None:
+                raise refusal
             return self._load_task(conn, task_id)
 
         return self._write_transaction(transaction, notify=True)
@@ -684,47 +706,61 @@ class Store:
             For each result in order, None (taken) or the error that refused it.
         """
         now = self._now(now)
+        return self._write_transaction(
+            lambda conn: self._record(conn, reported, worker_id, now), notify=True)
 
-        def transaction(conn: Connection) -> list[ElasticError | None]:
-            answers: list[ElasticError | None] = []
-            for item in reported:
-                try:
-                    self._record_one(conn, item, worker_id, now)
-                    answers.append(None)
-                except (StaleLease, TaskNotFound) as exc:  # raised before any write of it
-                    answers.append(exc)
-            return answers
+    def _record(self, conn: Connection, reported: Sequence[ReportedResult], worker_id: str,
+                now: float) -> list[ElasticError | None]:
+        """Take each result of a current lease (successes in two statements for them all)."""
+        rows: dict[str, Mapping[str, Any]] = {row["task_id"]: row for row in conn.execute(
+            select(tasks).where(tasks.c.task_id.in_({item.task_id for item in reported}))
+            .with_for_update()).mappings()}
+        answers: list[ElasticError | None] = []
+        succeeded: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+        for item in reported:
+            try:
+                row = _current_lease(rows.get(item.task_id), item, worker_id)
+            except (StaleLease, TaskNotFound) as exc:
+                answers.append(exc)
+                continue
+            answers.append(None)
+            rows[item.task_id] = {**row, "status": "ended"}  # a second result for it is stale
+            if item.result.get("success", True) is not False:
+                succeeded.append((row, item.result))
+            else:
+                self._end_attempt(conn, row, failed_attempt(item.result), now)
+        self._complete(conn, succeeded, now)
+        failed = sum(answer is None for answer in answers) - len(succeeded)
+        if succeeded or failed:
+            self._count_for_worker(conn, worker_id, completed=len(succeeded), failed=failed)
+        return answers
 
-        return self._write_transaction(transaction, notify=True)
-
-    def _record_one(self, conn: Connection, item: ReportedResult, worker_id: str,
-                    now: float) -> None:
-        """End the current lease's attempt with its result (StaleLease before any write)."""
-        row = self._current_lease_row(conn, item.task_id, worker_id, item.lease_token)
-        if item.result.get("success", True) is not False:
-            self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
-            conn.execute(update(tasks).where(
-                tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
-                status=TaskStatus.COMPLETED.value, result=finite_json(dict(item.result)),
-                finished_at=now, progress=1.0, lease_expires_at=None, error=None))
-            self._count_for_worker(conn, worker_id, completed=1)
-        else:
-            self._end_attempt(conn, row, failed_attempt(item.result), now)
-            self._count_for_worker(conn, worker_id, failed=1)
+    def _complete(self, conn: Connection,
+                  succeeded: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+                  now: float) -> None:
+        """Complete these tasks (row, result) and their attempts: two executemany statements."""
+        if not succeeded:
+            return
+        conn.execute(update(attempts).where(
+            attempts.c.task_id == bindparam("done_task"),
+            attempts.c.lease_token == bindparam("done_token"),
+            attempts.c.outcome == AttemptOutcome.RUNNING.value,
+        ).values(outcome=AttemptOutcome.COMPLETED.value, ended_at=now, error=None), [
+            {"done_task": row["task_id"], "done_token": row["lease_token"]}
+            for row, _ in succeeded])
+        conn.execute(update(tasks).where(
+            tasks.c.seq == bindparam("done_seq"), may_become(TaskStatus.COMPLETED)).values(
+            status=TaskStatus.COMPLETED.value, finished_at=now, progress=1.0,
+            lease_expires_at=None, error=None,
+            result=bindparam("done_result", type_=tasks.c.result.type)), [
+            {"done_seq": row["seq"], "done_result": finite_json(dict(result))}
+            for row, result in succeeded])
 
     def _current_lease_row(self, conn: Connection, task_id: str, worker_id: str,
                            lease_token: int | None) -> RowMapping:
         query = select(tasks).where(tasks.c.task_id == task_id).with_for_update()
         row = conn.execute(query).mappings().first()
-        if row is None:
-            raise TaskNotFound(f"task {task_id!r} not found")
-        current = (row["status"] == TaskStatus.ASSIGNED.value and row["worker_id"] == worker_id
-                   and (lease_token is None or row["lease_token"] == lease_token))
-        if not current:
-            raise StaleLease(f"task {task_id!r}: lease of worker {worker_id!r} (token "
-                             f"{lease_token}) is not current; the task is {row['status']}"
-                             f" with token {row['lease_token']}")
-        return row
+        return _current_lease(row, ReportedResult(task_id, lease_token, {}), worker_id)
 
     def _finish_attempt(self, conn: Connection, row: RowMapping, outcome: AttemptOutcome,
                         error: str | None, now: float) -> None:
