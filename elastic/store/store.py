@@ -527,7 +527,9 @@ class Store:
                                  .values(progress=float(fraction)))
             return [tid for tid, token in (running or {}).items() if held.get(tid) != token], gave_back
 
-        revoked, gave_back = self._write_transaction(transaction)
+        # Not flushed on its own, like a lease: lost to a power cut, it only renewed what
+        # the restart's clock shift renews anyway, or gave back what the next one does.
+        revoked, gave_back = self._write_transaction(transaction, durable=False)
         if gave_back:
             self.changes.notify()
         return revoked
