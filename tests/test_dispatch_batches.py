@@ -112,6 +112,7 @@ def test_bad_results_bodies_are_400_naming_the_field(start_server: Callable[...,
               ({"results": [{"task_id": "a", "result": {}}, {"task_id": "b"}]},
                "'results[1].result'"),
               ({"results": [{"task_id": 3, "result": {}}]}, "'results[0].task_id'"),
+              ({"results": [{"task_id": "a\u0000b", "result": {}}]}, "'results[0].task_id'"),
               ({"results": [{"task_id": "a", "result": {}, "lease_token": "x"}]},
                "'results[0].lease_token'")]
     for body, field in bodies:

@@ -268,6 +268,9 @@ def _reported_results(body: dict[str, Any]) -> list[ReportedResult]:
         except InvalidInput as exc:
             raise InvalidInput(exc.message.replace("field '", f"field 'results[{index}].", 1)
                                ) from None
+        if "\x00" in reported[-1].task_id:  # PostgreSQL text cannot hold one
+            raise InvalidInput(f"field 'results[{index}].task_id': a task id has no NUL "
+                               "character")
     return reported
 
 
