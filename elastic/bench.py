@@ -114,7 +114,7 @@ class BenchCluster:
         self.server = self._spawn(["serve", "--port", str(self.port)], "server")
         self.workers: list[subprocess.Popen[bytes]] = []
         self.transport = Transport(self.url, timeout_seconds=120)
-        self._wait_for(lambda: self._answers("/health"), "the server to answer")
+        self.wait_for(lambda: self._answers("/health"), "the server to answer")
 
     def _spawn(self, arguments: Sequence[str], name: str) -> subprocess.Popen[bytes]:
         with (self.folder / f"{name}.log").open("ab") as log:
@@ -129,7 +129,8 @@ class BenchCluster:
             return None
 
     @staticmethod
-    def _wait_for(predicate: Any, what: str, *, seconds: float = START_SECONDS) -> Any:
+    def wait_for(predicate: Any, what: str, *, seconds: float = START_SECONDS) -> Any:
+        """``predicate()`` once it is truthy; ElasticError naming ``what`` after ``seconds``."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             value = predicate()
@@ -145,7 +146,7 @@ class BenchCluster:
             self.workers.append(self._spawn(
                 ["worker", "--server", self.url, "--type", "noop", "--id", f"bench-{number}",
                  "--capacity", str(batch), "--batch", str(batch)], f"worker-{number}"))
-        self._wait_for(lambda: sum(w["status"] in ("online", "busy") for w in self._answers(
+        self.wait_for(lambda: sum(w["status"] in ("online", "busy") for w in self._answers(
             "/api/workers/list")["workers"]) >= count, f"{count} workers to register")
 
     def stop_workers(self) -> None:
@@ -215,10 +216,10 @@ def measure_throughput(cluster: BenchCluster, prefix: str, count: int) -> tuple[
     ids = [task["task_id"] for task in tasks]
     # Looks in four times a second, as a client would, at the tasks queued last (a long
     # poll would wake at every result and cost the server more than it measures).
-    cluster._wait_for(lambda: finished_times(cluster.transport, ids[-50:]) or
+    cluster.wait_for(lambda: finished_times(cluster.transport, ids[-50:]) or
                       time.sleep(TAIL_CHECK_SECONDS), "the last tasks to complete",
                       seconds=RUN_SECONDS)
-    ended = cluster._wait_for(lambda: finished_times(cluster.transport, ids),
+    ended = cluster.wait_for(lambda: finished_times(cluster.transport, ids),
                               "every task to complete", seconds=RUN_SECONDS)
     return count / (submitted - started), count / (max(ended) - started)
 
