@@ -109,10 +109,11 @@ TIME_LIMIT_GRACE_SECONDS = 5.0
 CLOCK_ROW_ID = 1
 
 
-def may_become(new: TaskStatus) -> ColumnElement[bool]:
+def may_become(new: TaskStatus, *, as_equalities: bool = False) -> ColumnElement[bool]:
     """The guard of every UPDATE that moves a task to ``new``, read from the state machine
-    (equalities, not IN: an IN list cannot be part of an executemany statement)."""
-    return or_(*(tasks.c.status == old.value for old in statuses_that_may_become(new)))
+    (``as_equalities``: ORed, for an executemany statement, which cannot hold an IN list)."""
+    olds = [old.value for old in statuses_that_may_become(new)]
+    return or_(*(tasks.c.status == old for old in olds)) if as_equalities else tasks.c.status.in_(olds)
 
 
 def _current_lease(row: Any, item: ReportedResult, worker_id: str) -> Any:
@@ -751,7 +752,8 @@ class Store:
             {"done_task": row["task_id"], "done_token": row["lease_token"]}
             for row, _ in succeeded])
         conn.execute(update(tasks).where(
-            tasks.c.seq == bindparam("done_seq"), may_become(TaskStatus.COMPLETED)).values(
+            tasks.c.seq == bindparam("done_seq"),
+            may_become(TaskStatus.COMPLETED, as_equalities=True)).values(
             status=TaskStatus.COMPLETED.value, finished_at=now, progress=1.0,
             lease_expires_at=None, error=None,
             result=bindparam("done_result", type_=tasks.c.result.type)), [

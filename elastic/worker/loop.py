@@ -131,6 +131,7 @@ class WorkerLoop:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a task leaves ``running``
         self._wake_heartbeat = threading.Event()
+        self._beat_now = False  # the next heartbeat may not wait out BUSY_HEARTBEAT_SECONDS
         secret = read_secret(settings.secret_path)
         if secret:
             self.transport.headers[WORKER_SECRET_HEADER] = secret
@@ -208,7 +209,13 @@ class WorkerLoop:
             signal.signal(signum, handler)
 
     def wake_heartbeat(self) -> None:
-        """Send a heartbeat now (the busy/idle state or the provider's health changed)."""
+        """Send a heartbeat now (the provider's health changed, the worker stops...)."""
+        self._beat_now = True
+        self._wake_heartbeat.set()
+
+    def _busy_changed(self) -> None:
+        """A task started or ended: heartbeat soon, at most once per BUSY_HEARTBEAT_SECONDS
+        (a worker moving thousands of short tasks a second must not send two each)."""
         self._wake_heartbeat.set()
 
     def _hand_back_running(self) -> None:
@@ -343,7 +350,9 @@ class WorkerLoop:
 
     def _outcome(self, payload: Mapping[str, Any], running: RunningTask) -> dict[str, Any] | None:
         """Run a held task to the result to deliver; None when it was handed back or dropped."""
+        running.started_at = time.time()  # a task of a batch waits for those before it
         try:
+            running.context.check_cancelled()  # stopping, or revoked while it waited
             result = self._execute(payload, running.context)
         except TaskCancelled:
             if not running.timed_out:
@@ -368,7 +377,7 @@ class WorkerLoop:
             for running in ended:
                 self.running.pop(running.task_id, None)
             self._idle.notify_all()
-        self.wake_heartbeat()
+        self._busy_changed()
 
     def _start(self, payload: Mapping[str, Any]) -> RunningTask:
         context = ExecutionContext(
@@ -382,7 +391,7 @@ class WorkerLoop:
         context.on_checkpoint = lambda state: self._save_checkpoint(running, state)
         with self._lock:
             self.running[running.task_id] = running
-        self.wake_heartbeat()
+        self._busy_changed()
         log.debug("running %s (%s, attempt %s)", running.task_id, running.task_type,
                   payload.get("attempt"))
         return running
@@ -555,11 +564,10 @@ class WorkerLoop:
             sent = time.monotonic()
             self._wake_heartbeat.wait(pause)
             self._wake_heartbeat.clear()
-            # Woken by a task starting or ending: at most one beat per BUSY_HEARTBEAT_SECONDS,
-            # so a worker moving thousands of short tasks a second does not send two each.
             rest = sent + BUSY_HEARTBEAT_SECONDS - time.monotonic()
-            if rest > 0 and not failures:
+            if rest > 0 and not failures and not self._beat_now:  # see _busy_changed
                 self.stopping.wait(rest)
+            self._beat_now = False
 
     def _stop_overdue_tasks(self) -> None:
         """Cancel the tasks running past their time limit (they report a failure saying so)."""
