@@ -132,6 +132,7 @@ class WorkerLoop:
         self._idle = threading.Condition(self._lock)  # notified when a task leaves ``running``
         self._wake_heartbeat = threading.Event()
         self._beat_now = False  # the next heartbeat may not wait out BUSY_HEARTBEAT_SECONDS
+        self._sent_info: dict[str, Any] | None = None
         secret = read_secret(settings.secret_path)
         if secret:
             self.transport.headers[WORKER_SECRET_HEADER] = secret
@@ -214,9 +215,18 @@ class WorkerLoop:
         self._wake_heartbeat.set()
 
     def _busy_changed(self) -> None:
-        """A task started or ended: heartbeat soon, at most once per BUSY_HEARTBEAT_SECONDS
-        (a worker moving thousands of short tasks a second must not send two each)."""
+        """A task ended: heartbeat soon, at most once per BUSY_HEARTBEAT_SECONDS (a worker
+        moving thousands of short tasks a second must not send two each), at once when
+        the provider's state changed since the last one."""
+        if self._info() != self._sent_info:
+            self._beat_now = True
         self._wake_heartbeat.set()
+
+    def _info(self) -> dict[str, Any] | None:
+        """What heartbeats report besides leases: the provider's state (None: no provider)."""
+        if self.provider is None or not hasattr(self.provider, "status"):
+            return None
+        return {"provider": self.provider.status()}
 
     def _hand_back_running(self) -> None:
         """Stop every running task (each hands itself back) and wait a little for them and
@@ -391,7 +401,9 @@ class WorkerLoop:
         context.on_checkpoint = lambda state: self._save_checkpoint(running, state)
         with self._lock:
             self.running[running.task_id] = running
-        self._busy_changed()
+        # At once: a beat that left before this lease must not be the last word on it (a
+        # worker dying now is then declared dead, not its lease expired).
+        self.wake_heartbeat()
         log.debug("running %s (%s, attempt %s)", running.task_id, running.task_type,
                   payload.get("attempt"))
         return running
@@ -586,8 +598,9 @@ class WorkerLoop:
             running = {r.task_id: {"lease_token": r.lease_token, "progress": r.progress}
                        for r in self.running.values()}
         body: dict[str, Any] = {"tasks": running}
-        if self.provider is not None and hasattr(self.provider, "status"):
-            body["info"] = {"provider": self.provider.status()}
+        info = self._info()
+        if info is not None:
+            body["info"] = self._sent_info = info
         answer = self.transport.post(worker_path(self.settings.worker_id, "heartbeat"), body)
         revoked = answer.get("revoked", [])
         with self._lock:
