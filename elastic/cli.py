@@ -7,20 +7,18 @@ env -> flags lives in one place. Exit codes: 0 ok, 1 a task or operation failed,
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import click
 from rich.console import Console
@@ -142,7 +140,8 @@ def serve(host: str | None, port: int | None, database_url: str | None, insecure
     orchestrator = Orchestrator(settings)
     signal.signal(signal.SIGTERM, _interrupt)
     stderr.print(f"elastic serving on {orchestrator.url} (database "
-                 f"{shown_url(settings.database_url)})", highlight=False, soft_wrap=True)
+                 f"{shown_url(settings.database_url)}); dashboard: {orchestrator.dashboard_url}",
+                 highlight=False, soft_wrap=True)
     orchestrator.serve_forever()
 
 
@@ -151,62 +150,171 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @server_option
 @click.option("--type", "worker_type", default="simulation", show_default=True,
               type=click.Choice(list(WORKER_TYPES)),
               help="What this worker runs.")
-@click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<random>).")
+@click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<slot>, stable "
+              "across restarts).")
+@click.option("--slot", type=click.IntRange(0, 255),
+              help="Slot of the default id (default: the lowest this host does not run).")
 @click.option("--capacity", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Tasks run at the same time.")
+@click.option("--processes", help="MIN:MAX: run a pool of worker processes that grows while "
+              "tasks it can run wait and shrinks when idle.")
 @click.option("--port", type=int, help="Also serve /health /status /history /metrics here.")
+@click.option("--status-host", help="Address the --port binds (default 127.0.0.1; another "
+              "needs a token).")
 @click.option("--capabilities", "capabilities_json", help="JSON object widening the defaults.")
 @click.option("--batch", type=click.IntRange(1, 1024), default=1, show_default=True,
               help="Lease up to this many tasks per poll and report their results in one "
                    "request (at most --capacity).")
 @config_option
+@click.pass_context
 @reports_errors
-def worker(server_url: str | None, worker_type: str, worker_id: str | None, capacity: int,
-           port: int | None, capabilities_json: str | None, batch: int,
+def worker(context: click.Context, server_url: str | None, worker_type: str,
+           worker_id: str | None, slot: int | None, capacity: int, processes: str | None,
+           port: int | None, status_host: str | None, capabilities_json: str | None, batch: int,
            config_path: str | None) -> None:
     """Run a worker: register, lease tasks, execute them, heartbeat, report.
 
     Example:
 
         elastic worker --type simulation --capacity 2 --server http://127.0.0.1:5000
+
+        elastic worker --type simulation --processes 1:4
     """
+    if context.invoked_subcommand is not None:
+        return
+    settings = load_config(config_path, server_url=server_url)
+    if batch > capacity:
+        raise ConfigError("batch", "flag", f"at most --capacity ({capacity})", batch)
+    extra = _parse_json_option("capabilities", capabilities_json)
+    if processes is not None:
+        from elastic.worker.pool import run_pool
+        from elastic.worker.presets import worker_capabilities
+
+        sys.exit(run_pool(settings, worker_type=worker_type, processes=processes,
+                          capacity=capacity, capabilities=worker_capabilities(worker_type, extra),
+                          child_options=_pool_child_options(context, config_path)))
+    _run_worker(settings, worker_type=worker_type, worker_id=worker_id, slot=slot,
+                capacity=capacity, batch=batch, status_address=_status_address(settings, status_host, port),
+                extra=extra)
+
+
+@worker.command("install-service")
+@click.option("--type", "worker_type", default="simulation", show_default=True,
+              type=click.Choice(list(WORKER_TYPES)), help="What the worker runs.")
+@click.option("--processes", help="MIN:MAX: run an autoscaling pool.")
+@click.option("--capacity", type=click.IntRange(1, 256), help="Tasks run at the same time.")
+@click.option("--id", "worker_id", help="Worker id (default <type>-<host>-<slot>).")
+@click.option("--port", type=int, help="The worker's status port.")
+@click.option("--status-host", help="Address the status port binds (needs a token).")
+@click.option("--user", default=lambda: getpass.getuser(), show_default="you",
+              help="The user the worker runs as.")
+@click.option("--env-file", default="/etc/elastic/worker.env", show_default=True,
+              help="Environment file the unit reads (ELASTIC_SERVER, ELASTIC_TOKEN).")
+@click.option("--output", default="-", show_default=True,
+              help="Where to write the unit ('-': print it).")
+@server_option
+@config_option
+@reports_errors
+def worker_install_service(worker_type: str, processes: str | None, capacity: int | None,
+                           worker_id: str | None, port: int | None, status_host: str | None,
+                           user: str, env_file: str, output: str, server_url: str | None,
+                           config_path: str | None) -> None:
+    """Write a systemd unit that runs this worker at boot and restarts it.
+
+    Example:
+
+        elastic worker install-service --type simulation --processes 1:4 \\
+            --output /etc/systemd/system/elastic-worker.service
+
+        sudo systemctl daemon-reload && sudo systemctl enable --now elastic-worker
+    """
+    from elastic.worker.service import systemd_unit
+
+    flags = {"--type": worker_type, "--processes": processes, "--capacity": capacity,
+             "--id": worker_id, "--port": port, "--status-host": status_host,
+             "--server": server_url,
+             "--config": None if config_path is None else Path(config_path).resolve()}
+    args = [part for flag, value in flags.items() if value is not None
+            for part in (flag, str(value))]
+    unit = systemd_unit(python=sys.executable, worker_args=args, user=user,
+                        working_directory=str(Path.cwd()), environment_file=env_file)
+    if output == "-":
+        click.echo(unit, nl=False)
+        return
+    Path(output).write_text(unit, encoding="utf-8")
+    stderr.print(f"wrote {output}; then: sudo systemctl daemon-reload && sudo systemctl "
+                 f"enable --now {Path(output).stem}", highlight=False, soft_wrap=True)
+
+
+def _pool_child_options(context: click.Context, config_path: str | None) -> list[str]:
+    """The flags each child of a pool gets: the pool's own, but for --processes and --id."""
+    options: list[str] = []
+    for name, flag in (("server_url", "--server"), ("capacity", "--capacity"),
+                       ("capabilities_json", "--capabilities")):
+        if context.params.get(name) is not None:
+            options += [flag, str(context.params[name])]
+    if config_path is not None:
+        options += ["--config", str(Path(config_path).resolve())]
+    for name in ("worker_id", "slot", "port"):
+        if context.params.get(name) is not None:
+            raise ConfigError(name.removeprefix("worker_"), "flag", "none with --processes "
+                              "(each child takes <type>-<host>-<slot>)", context.params[name])
+    return options
+
+
+def _status_address(settings: config.Config, host: str | None,
+                    port: int | None) -> tuple[str, int] | None:
+    """Where the worker's status server binds, checked: beyond loopback only behind a token."""
+    if port is None:
+        return None
+    host = host or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+        raise ConfigError("status-host", "flag", "a loopback address, or set a token "
+                          "(ELASTIC_TOKEN) to guard the status port", host)
+    return host, port
+
+
+def _run_worker(settings: config.Config, *, worker_type: str, worker_id: str | None,
+                slot: int | None, capacity: int, status_address: tuple[str, int] | None,
+                extra: dict[str, Any], batch: int = 1) -> None:
+    """Run one worker process until it is stopped, then exit at once."""
     from elastic.executors import EXECUTORS
     from elastic.executors.simulation import Simulation
     from elastic.providers.shared_limits import share_budget
     from elastic.transport import Transport
     from elastic.worker.loop import WorkerLoop, WorkerSettings
     from elastic.worker.presets import worker_capabilities, worker_provider
+    from elastic.worker.slots import claim_slot, state_file
     from elastic.worker.status_server import start_status_server
 
-    settings = load_config(config_path, server_url=server_url)
-    if batch > capacity:
-        raise ConfigError("batch", "flag", f"at most --capacity ({capacity})", batch)
-    extra = _parse_json_option("capabilities", capabilities_json)
+    state = settings.resolve(settings.state_path)
+    # Held (a local, so never collected) until this process exits: its id stays ours.
+    slot_lock = None if worker_id else claim_slot(state, worker_type, slot=slot)
+    worker_id = slot_lock.worker_id if slot_lock else str(worker_id)
     provider = worker_provider(worker_type, settings)
     worker_settings = WorkerSettings(
-        worker_id=worker_id or f"{worker_type}-{socket.gethostname()}-{uuid.uuid4().hex[:6]}",
-        worker_type=worker_type, capacity=capacity, batch=batch,
+        worker_id=worker_id, worker_type=worker_type, capacity=capacity, batch=batch,
         capabilities=worker_capabilities(worker_type, extra, provider=provider),
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         poll_wait_seconds=settings.poll_interval_seconds,
         checkpoint_interval_seconds=settings.checkpoint_interval_seconds,
         max_task_seconds=settings.max_task_seconds or None,
-        secret_path=_secret_path(settings, worker_id))
+        secret_path=state_file(state, worker_id, ".secret"))
     executors = {**EXECUTORS,
                  "simulation": Simulation(memory_limit_mb=settings.memory_limit_mb)}
     transport = Transport(settings.server_url, token=settings.token)
     loop = WorkerLoop(transport, worker_settings, executors=executors, provider=provider)
     if provider is not None:  # the same transport: budget calls carry the worker's secret
-        share_budget(provider, transport, worker_id=worker_settings.worker_id,
-                     stopping=loop.stopping)
+        share_budget(provider, transport, worker_id=worker_id, stopping=loop.stopping)
     loop.stop_on_signals()
-    if port is not None:
-        start_status_server(loop, host="127.0.0.1", port=port, token=settings.token)
+    if status_address is not None:
+        start_status_server(loop, host=status_address[0], port=status_address[1],
+                            token=settings.token)
     loop.run()
     exit_at_once()
 
@@ -219,13 +327,6 @@ def exit_at_once() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def _secret_path(settings: config.Config, worker_id: str | None) -> Path | None:
-    """Where a worker keeps its secret: only one given its ``--id`` restarts under it."""
-    if worker_id is None:
-        return None
-    return settings.resolve(settings.state_path) / "workers" / f"{quote(worker_id, safe='')}.secret"
 
 
 def _parse_json_option(name: str, raw: str | None) -> dict[str, Any]:
@@ -410,12 +511,67 @@ def _status_data(transport: Any) -> dict[str, Any]:
                                                    "limit": RECENT_FAILURES})
     return {"stats": transport.get("/api/stats"),
             "workers": transport.get("/api/workers/list")["workers"],
+            "fleet": transport.get("/api/fleet")["workers"],
             "recent_failures": failures["tasks"]}
 
 
 def _status_screen(transport: Any) -> Any:
     data = _status_data(transport)
-    return console.status_view(data["stats"], data["workers"], data["recent_failures"])
+    return console.status_view(data["stats"], data["workers"], data["recent_failures"],
+                               fleet=data["fleet"])
+
+
+@main.group()
+def workers() -> None:
+    """Manage the orchestrator's worker rows.
+
+    Example:
+
+        elastic workers prune --older-than 7d
+    """
+
+
+@workers.command("prune")
+@click.option("--older-than", default="7d", show_default=True,
+              help="Silent this long: seconds, or a number with s, m, h or d.")
+@server_option
+@config_option
+@reports_errors
+def workers_prune(older_than: str, server_url: str | None, config_path: str | None) -> None:
+    """Delete offline or dead workers silent for longer than --older-than.
+
+    Example:
+
+        elastic workers prune --older-than 12h
+    """
+    from elastic.transport import Transport
+
+    settings = load_config(config_path, server_url=server_url)
+    answer = Transport(settings.server_url, token=settings.token).post(
+        "/api/workers/prune", {"older_than_seconds": parse_duration_seconds(older_than)})
+    for worker_id in answer["pruned"]:
+        stdout.print(worker_id, highlight=False)
+    stderr.print(f"pruned {answer['total']} worker(s)", highlight=False)
+
+
+DURATION_UNITS_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration_seconds(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``12h`` or ``7d`` in seconds.
+
+    Raises:
+        ConfigError: naming the option, for anything else.
+    """
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS_SECONDS else (text, "s")
+    try:
+        seconds = float(number) * DURATION_UNITS_SECONDS[unit]
+    except ValueError:
+        raise ConfigError("older-than", "flag", "seconds, or a number with s, m, h or d",
+                          text) from None
+    if not seconds >= 0:
+        raise ConfigError("older-than", "flag", "a duration >= 0", text)
+    return seconds
 
 
 @main.command()
@@ -496,8 +652,12 @@ def run(files: tuple[str, ...], workers_per_type: int, llm_type: str, database_u
             progress.update(bar, completed=finished,
                             detail=console.count_words(t.status.value for t in tasks))
 
+        def show_dashboard(url: str) -> None:
+            progress.console.print(f"dashboard: {url}", highlight=False, soft_wrap=True)
+
         outcome = runner.run_batch(batch, settings, workers_per_type=workers_per_type,
-                                   llm_worker_type=llm_type, replace=replace, on_progress=show)
+                                   llm_worker_type=llm_type, replace=replace, on_progress=show,
+                                   on_serving=show_dashboard)
     _print_batch_outcome(outcome, replace=replace)
     if outcome.interrupted:
         sys.exit(INTERRUPTED_EXIT_CODE)

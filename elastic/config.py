@@ -34,9 +34,25 @@ SEED_ENV_NAMES = {
     "task_distribution_interval_seconds": "TASK_DISTRIBUTION_INTERVAL",
     "results_path": "RESULTS_STORAGE_PATH",
     "log_level": "LOG_LEVEL",
+    "load_balancing": "LOAD_BALANCING_ALGORITHM",
 }
+# How the orchestrator picks among waiting workers (see elastic/store/balancing.py).
+LOAD_BALANCING_POLICIES = ("priority", "least_loaded", "fastest")
+# The seed's LOAD_BALANCING_ALGORITHM=round_robin spreads tasks by capacity: least_loaded.
+SEED_BALANCING_NAMES = {"round_robin": "least_loaded"}
 # ELASTIC_SERVER / ELASTIC_TOKEN / ELASTIC_DATABASE_URL are the interface's names.
 ELASTIC_ENV_NAMES = {"server_url": "ELASTIC_SERVER"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeclaredWorker:
+    """A worker of the declared fleet (a ``[[workers]]`` table of elastic.toml)."""
+
+    worker_id: str
+    address: str  # host:port of the worker's --port, where its /health answers
+    capacity: int = 1
+    algorithms: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +90,10 @@ class Config:
     retry_backoff_seconds: float = 2.0
     retry_backoff_max_seconds: float = 60.0
     unservable_grace_seconds: float = 30.0
+    pool_idle_seconds: float = 60.0
+    load_balancing: str = "priority"
+    workers: tuple[DeclaredWorker, ...] = ()
+    allow_undeclared_workers: bool = True
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_path: str = str(DEFAULT_CONFIG_PATH)
 
@@ -161,6 +181,14 @@ def _log_level(value: Any) -> str:
     return level
 
 
+def _load_balancing(value: Any) -> str:
+    policy = str(value).strip().lower().replace("-", "_")
+    policy = SEED_BALANCING_NAMES.get(policy, policy)
+    if policy not in LOAD_BALANCING_POLICIES:
+        raise ValueError
+    return policy
+
+
 def _providers(value: Any) -> dict[str, dict[str, Any]]:
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ValueError
@@ -200,8 +228,40 @@ CONVERTERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "retry_backoff_seconds": _seconds(0.0),
     "retry_backoff_max_seconds": _seconds(0.0),
     "unservable_grace_seconds": _seconds(0.0),
+    "pool_idle_seconds": _seconds(0.0),
+    "load_balancing": ("one of " + ", ".join(LOAD_BALANCING_POLICIES) + " (the seed's "
+                       "round_robin means least_loaded)", lambda v: _load_balancing(v)),
     "providers": ("tables [providers.<name>]", _providers),
+    "workers": ("[[workers]] tables, each with id, address (host:port), and optionally "
+                "capacity, algorithms, models", lambda v: _declared_workers(v)),
+    "allow_undeclared_workers": ("true or false", _flag),
 }
+# Keys only elastic.toml sets: tables, not single values.
+TABLE_KEYS = ("providers", "workers")
+
+
+def _declared_workers(value: Any) -> tuple[DeclaredWorker, ...]:
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise ValueError
+    declared = tuple(_declared_worker(entry) for entry in value)
+    if len({worker.worker_id for worker in declared}) != len(declared):
+        raise ValueError  # an id declared twice
+    return declared
+
+
+def _declared_worker(entry: dict[str, Any]) -> DeclaredWorker:
+    if set(entry) - {"id", "address", "capacity", "algorithms", "models"}:
+        raise ValueError
+    host, _, port = _text(entry.get("address")).rpartition(":")
+    if not host or "/" in host:
+        raise ValueError
+    _port(port)
+    names = {key: tuple(_text(item) for item in entry.get(key, []))
+             for key in ("algorithms", "models")}
+    if not all(isinstance(entry.get(key, []), list) for key in names):
+        raise ValueError
+    return DeclaredWorker(worker_id=_text(entry.get("id")), address=entry["address"],
+                          capacity=_whole(1)[1](entry.get("capacity", 1)), **names)
 
 
 def _port(value: Any) -> int:
@@ -234,7 +294,7 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
             _apply(values, {key: environ[name]}, source=f"environment {name}")
     for key in CONVERTERS:
         name = ELASTIC_ENV_NAMES.get(key, f"ELASTIC_{key.upper()}")
-        if name in environ and key != "providers":
+        if name in environ and key not in TABLE_KEYS:
             _apply(values, {key: environ[name]}, source=f"environment {name}")
     _apply(values, {k: v for k, v in (overrides or {}).items() if v is not None}, source="flag")
     config = Config(**values)

@@ -145,13 +145,30 @@ def _outcome(task: Task) -> str:
 
 
 def status_view(stats: Mapping[str, Any], workers: Sequence[Mapping[str, Any]],
-                recent_failures: Sequence[Mapping[str, Any]]) -> Group:
-    """The ``elastic status`` screen: workers, tasks by state, the work no online worker
-    can run (when there is some), recent failures."""
-    parts = [_workers_table(workers), _tasks_table(stats["tasks"])]
+                recent_failures: Sequence[Mapping[str, Any]], *,
+                fleet: Sequence[Mapping[str, Any]] = ()) -> Group:
+    """The ``elastic status`` screen: workers, the declared workers that are missing (when
+    some are), tasks by state, the work no online worker can run (when there is some),
+    recent failures."""
+    parts = [_workers_table(workers)]
+    missing = [entry for entry in fleet if entry["missing"]]
+    if missing:
+        parts.append(_missing_table(missing))
+    parts.append(_tasks_table(stats["tasks"]))
     if stats.get("unservable"):
         parts.append(_unservable_table(stats["unservable"]))
     return Group(*parts, _failures_table(recent_failures))
+
+
+def _missing_table(missing: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(title="declared workers missing")
+    table.add_column("worker", no_wrap=True)
+    table.add_column("address")
+    table.add_column("why", style="red")
+    for entry in missing:
+        table.add_row(escape(entry["worker_id"]), escape(entry["address"]),
+                      escape(entry["problem"] or ""))
+    return table
 
 
 def _unservable_table(groups: Sequence[Mapping[str, Any]]) -> Table:

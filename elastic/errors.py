@@ -111,6 +111,20 @@ class Unauthorized(ElasticError):
     http_status = 401
 
 
+class UndeclaredWorker(ElasticError):
+    """This worker id is not in the declared fleet, and undeclared workers are refused."""
+
+    http_status = 403
+    exit_code = 2  # a configuration matter: declare it, or start it under a declared id
+
+
+class CrossSiteRequest(ElasticError):
+    """A browser sent a state-changing request from another site's page (its Origin is not
+    this server); open the dashboard from this server instead."""
+
+    http_status = 403
+
+
 class BodyTooLarge(ElasticError):
     """The request body is larger than the server accepts."""
 

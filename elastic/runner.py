@@ -121,10 +121,12 @@ def prepare_worker_process() -> None:
 
 def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int,
               llm_worker_type: str = "deepseek", replace: bool = False,
-              on_progress: Callable[[list[Task]], None] = lambda tasks: None) -> BatchOutcome:
+              on_progress: Callable[[list[Task]], None] = lambda tasks: None,
+              on_serving: Callable[[str], None] = lambda dashboard_url: None) -> BatchOutcome:
     """Serve, start workers, queue ``batch`` (``replace``: see ``Store.submit_tasks``) and
     wait until every task of it has ended (or is held), or Ctrl-C: then everything stops
-    and the outcome says ``interrupted``.
+    and the outcome says ``interrupted``. ``on_serving`` gets the dashboard's address
+    once the local server answers.
 
     Raises:
         ConfigError: ``llm_worker_type`` cannot run a task of the batch, or
@@ -136,6 +138,7 @@ def run_batch(batch: Sequence[NewTask], config: Config, *, workers_per_type: int
     local = dataclasses.replace(config, host="127.0.0.1", port=0)
     orchestrator = Orchestrator(local, watch_folder=False, command="elastic run")
     orchestrator.start_in_thread()
+    on_serving(orchestrator.dashboard_url)
     started_at = time.time()
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:

@@ -47,9 +47,10 @@ def task_view(task: Task) -> dict[str, Any]:
     }
 
 
-def worker_view(worker: Worker) -> dict[str, Any]:
-    """A worker as the seed-004 monitoring views show it."""
-    return {
+def worker_view(worker: Worker, declared: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A worker as the seed-004 monitoring views show it; ``declared``: its entry in the
+    declared fleet (``GET /api/fleet``), if it is declared."""
+    view = {
         "id": worker.worker_id, "worker_id": worker.worker_id, "type": worker.worker_type,
         "status": worker_status_word(worker),
         "state": worker.status.value, "capacity": worker.capacity,
@@ -57,6 +58,18 @@ def worker_view(worker: Worker) -> dict[str, Any]:
         "tasks_completed": worker.tasks_completed, "tasks_failed": worker.tasks_failed,
         "success_rate": worker.success_rate, "last_heartbeat": iso(worker.last_heartbeat_at),
     }
+    if declared is not None:
+        view.update(declared=True, missing=declared["missing"], problem=declared["problem"])
+    return view
+
+
+def declared_worker_view(declared: Mapping[str, Any]) -> dict[str, Any]:
+    """A declared worker that never registered, as the seed-004 ``/workers`` view shows it."""
+    return {"id": declared["worker_id"], "worker_id": declared["worker_id"], "type": None,
+            "status": "inactive", "state": "missing", "capacity": declared["capacity"],
+            "active_tasks": 0, "algorithms": declared["algorithms"], "tasks_completed": 0,
+            "tasks_failed": 0, "success_rate": None, "last_heartbeat": None,
+            "declared": True, "missing": True, "problem": declared["problem"]}
 
 
 def tasks_summary(counts: Mapping[str, int]) -> dict[str, int]:

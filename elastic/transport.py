@@ -23,6 +23,7 @@ from elastic.errors import (
     NotFound,
     ServerUnreachable,
     Unauthorized,
+    UndeclaredWorker,
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:5000"
@@ -32,7 +33,8 @@ WORKER_SECRET_HEADER = "X-Worker-Secret"
 WAIT_PATH = "/api/tasks/wait"
 MAX_IDS_PER_WAIT = 500  # task ids one POST /api/tasks/wait may name
 ERRORS_BY_STATUS: dict[int, type[ElasticError]] = {
-    400: InvalidInput, 401: Unauthorized, 404: NotFound, 409: Conflict, 413: BodyTooLarge,
+    400: InvalidInput, 401: Unauthorized, 403: UndeclaredWorker, 404: NotFound, 409: Conflict,
+    413: BodyTooLarge,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -128,6 +129,7 @@ def test_elastic_run_computes_a_batch_and_writes_results(project_folder: Path) -
                           capture_output=True, text=True, timeout=180, cwd=project_folder)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "batch summary" in done.stdout
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/$", done.stdout, re.M), done.stdout
     files = sorted((project_folder / "results").glob("task_results_*.json"))
     assert files, done.stdout
     named = [line.removeprefix("results written to ") for line in done.stdout.splitlines()

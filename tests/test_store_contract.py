@@ -575,3 +575,83 @@ def test_replace_requeues_a_failed_task_with_its_new_content_and_keeps_its_histo
     [again] = store.submit_tasks([simulation_of("t", 3)], replace=True, now=now + 3)
     assert (again.changed, again.replaced) == (True, False)  # running: left as it is
     assert store.get_task("t").data["parameters"]["num_steps"] == 2
+
+
+# -- retry by hand, and the dashboard's reads --------------------------------------------
+
+def test_retry_requeues_a_failed_task_keeping_its_attempt_history(store: Store) -> None:
+    store.submit_tasks([sim("a")], now=T0)
+    now = fail(store, "a", now=T0)
+    task = store.retry_task("a", now=now + 1)
+    assert (task.status, task.failures, task.error, task.finished_at) == (
+        TaskStatus.PENDING, 0, None, None)
+    assert [a.error for a in store.task_attempts("a")] == ["flaky"] * 3
+    [lease] = store.lease_tasks("w1", now=now + 2)
+    assert (lease.task.task_id, lease.task.attempts) == ("a", 4)
+
+
+def test_retry_requeues_a_cancelled_task(store: Store) -> None:
+    store.submit_tasks([sim("a")], now=T0)
+    store.cancel_task("a", now=T0 + 1)
+    assert store.retry_task("a", now=T0 + 2).status is TaskStatus.PENDING
+
+
+@pytest.mark.parametrize("status", ["pending", "assigned", "completed"])
+def test_retry_of_a_task_that_is_not_failed_or_cancelled_names_its_state(
+        store: Store, status: str) -> None:
+    store.submit_tasks([sim("a")], now=T0)
+    register(store)
+    if status != "pending":
+        [lease] = store.lease_tasks("w1", now=T0)
+    if status == "completed":
+        store.record_result("a", worker_id="w1", lease_token=lease.lease_token,
+                            result={"success": True}, now=T0 + 1)
+    with pytest.raises(WrongState, match=f"is {status}"):
+        store.retry_task("a", now=T0 + 2)
+    assert store.get_task("a").status.value == status
+
+
+def test_queue_counts_by_status_and_priority(store: Store) -> None:
+    store.submit_tasks([sim("a", priority=8), sim("b", priority=8), sim("c", priority=2)], now=T0)
+    register(store)
+    store.lease_tasks("w1", now=T0)
+    counts = {(c.status, c.priority): c.count for c in store.count_queue_by_priority()}
+    assert counts == {(TaskStatus.ASSIGNED, 8): 1, (TaskStatus.PENDING, 8): 1,
+                      (TaskStatus.PENDING, 2): 1}
+
+
+def test_the_oldest_pending_task_is_the_first_submitted_still_waiting(store: Store) -> None:
+    assert store.oldest_pending_created_at() is None
+    store.submit_tasks([sim("a", priority=9)], now=T0)
+    store.submit_tasks([sim("b", priority=1)], now=T0 + 10)
+    assert store.oldest_pending_created_at() == T0
+    register(store)
+    store.lease_tasks("w1", now=T0 + 11)  # takes a, the most urgent
+    assert store.oldest_pending_created_at() == T0 + 10
+
+
+def test_summarize_finished_counts_the_tasks_ended_in_the_span_and_their_mean_times(
+        store: Store) -> None:
+    store.submit_tasks([sim("a"), sim("b"), sim("c")], now=T0)
+    register(store, capacity=3)
+    leases = {lease.task.task_id: lease for lease in store.lease_tasks("w1", limit=3, now=T0 + 1)}
+    for task_id, ended_at, success in (("a", T0 + 3, True), ("b", T0 + 5, False),
+                                       ("c", T0 + 50, True)):
+        store.record_result(task_id, worker_id="w1", lease_token=leases[task_id].lease_token,
+                            result={"success": success, "retryable": False}, now=ended_at)
+    summary = store.summarize_finished(since=T0, until=T0 + 10)
+    assert (summary.completed, summary.failed) == (1, 0)  # b is held, not failed: no retry
+    assert summary.mean_run_seconds == pytest.approx(2.0)
+    assert summary.mean_latency_seconds == pytest.approx(3.0)
+    empty = store.summarize_finished(since=T0 + 60, until=T0 + 70)
+    assert (empty.completed, empty.failed, empty.mean_run_seconds) == (0, 0, None)
+
+
+def test_task_lists_page_newest_first_before_a_seq_and_filter_by_type(store: Store) -> None:
+    store.submit_tasks([sim(f"s{i}") for i in range(5)] + [mutation("m0")], now=T0)
+    first = store.list_tasks(task_types=["simulation"], limit=2, newest_first=True)
+    assert [t.task_id for t in first] == ["s4", "s3"]
+    second = store.list_tasks(task_types=["simulation"], limit=2, newest_first=True,
+                              before_seq=first[-1].seq)
+    assert [t.task_id for t in second] == ["s2", "s1"]
+    assert [t.task_id for t in store.list_tasks(task_types=["evolution_mutation"])] == ["m0"]

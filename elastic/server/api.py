@@ -17,6 +17,7 @@ import bottle
 from elastic import results, seed004, taskfiles
 from elastic.config import Config
 from elastic.errors import ElasticError, InvalidInput
+from elastic.server import fleet
 from elastic.server.identity import (
     WorkerIdentity,
     issue_secret,
@@ -57,6 +58,8 @@ LEASE_MAX_TOKENS = QueryInteger("max_tokens", default=0, minimum=0, maximum=MAX_
                                 description="only tasks whose estimated tokens fit this budget")
 TASK_LIST_LIMIT = QueryInteger("limit", default=1000, minimum=1, maximum=100_000,
                                description="how many")
+TASK_LIST_BEFORE = QueryInteger("before", default=0, minimum=0, maximum=2**62,
+                                description="the 'next' of the previous page: only older tasks")
 RESULTS_SINCE = QueryNumber("since", default=0.0, minimum=0.0, maximum=1e11,
                             description="only tasks that ended at or after this time "
                                         "(seconds since the epoch)")
@@ -80,6 +83,7 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
     def register_worker() -> dict[str, Any]:
         body = read_json()
         worker_id = _identifier(body, "worker_id")
+        fleet.refuse_undeclared(config, worker_id)
         worker_type, capabilities = _worker_type_and_capabilities(body)
         capacity = field_of(body, "capacity", int, required=False, default=1)
         if not 1 <= capacity <= MAX_CAPACITY:
@@ -181,6 +185,11 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
         task = store.release_hold(task_id)
         return {"task_id": task.task_id, "status": task.status.value}
 
+    @app.post("/api/tasks/<task_id>/retry")
+    def retry(task_id: str) -> dict[str, Any]:
+        task = store.retry_task(task_id)
+        return {"task_id": task.task_id, "status": task.status.value}
+
     @app.post("/api/tasks/<task_id>/cancel")
     def cancel(task_id: str) -> dict[str, Any]:
         body = read_json(required=False)
@@ -212,9 +221,14 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
             raise InvalidInput(f"query parameter 'id': at most {MAX_IDS_PER_LIST} ids per request")
         if any("\x00" in task_id for task_id in ids):  # PostgreSQL text cannot hold one
             raise InvalidInput("query parameter 'id': a task id has no NUL character")
-        found = store.list_tasks(task_ids=ids or None, statuses=_statuses_asked(), limit=limit,
-                                 newest_first=True)
-        return {"tasks": [task_summary(task) for task in found], "total": len(found)}
+        types = bottle.request.query.getall("type")
+        if any("\x00" in task_type for task_type in types):
+            raise InvalidInput("query parameter 'type': a task type has no NUL character")
+        found = store.list_tasks(task_ids=ids or None, statuses=_statuses_asked(),
+                                 task_types=types or None, limit=limit, newest_first=True,
+                                 before_seq=TASK_LIST_BEFORE.read() or None)
+        return {"tasks": [task_summary(task) for task in found], "total": len(found),
+                "next": found[-1].seq if len(found) == limit else None}
 
     @app.get("/api/results")
     def results_page() -> dict[str, Any]:
@@ -411,20 +425,18 @@ def settled_tasks(store: Store, task_ids: list[str]) -> dict[str, Any]:
 
 
 def unservable_reasons(store: Store, task_ids: list[str]) -> dict[str, str]:
-    """Why no live worker can run each of these tasks that is pending (the others left out)."""
-    # Only these tasks' needs are checked, against the live workers: never a pass over the
-    # whole queue (a long poll asks this again at every change).
+    """Why no live worker can run each of these tasks that is pending (the others left out).
+
+    Each task's need is checked against the live workers alone, never by grouping the
+    whole queue: cheap however many tasks wait (a task's page asks every few seconds).
+    """
     waiting = store.list_tasks(task_ids=task_ids, statuses=[TaskStatus.PENDING]) if task_ids else []
     if not waiting:
         return {}
     workers = store.list_workers()
-    reasons: dict[Requirement, str | None] = {}
-    for task in waiting:
-        need = Requirement.of(task.type, task.data)
-        if need not in reasons:
-            reasons[need] = need.unmet_reason(workers)
-    return {task.task_id: reason for task in waiting
-            if (reason := reasons[Requirement.of(task.type, task.data)]) is not None}
+    reasons = {task.task_id: Requirement.of(task.type, task.data).unmet_reason(workers)
+               for task in waiting}
+    return {task_id: reason for task_id, reason in reasons.items() if reason is not None}
 
 
 def unservable_payload(work: UnservableWork) -> dict[str, Any]:
@@ -451,7 +463,8 @@ def task_summary(task: Task) -> dict[str, Any]:
             "worker_deaths": task.worker_deaths, "held_reason": task.held_reason,
             "progress": task.progress,
             "description": task.description, "source": task.source, "error": task.error,
-            "created_at": iso(task.created_at), "finished_at": iso(task.finished_at)}
+            "created_at": iso(task.created_at), "started_at": iso(task.started_at),
+            "finished_at": iso(task.finished_at)}
 
 
 def task_status_payload(task: Task, store: Store) -> dict[str, Any]:

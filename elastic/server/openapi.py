@@ -16,7 +16,7 @@ import bottle
 
 from elastic import __version__
 from elastic.kernels import KNOWN_ALGORITHMS
-from elastic.server import api, budgets, views
+from elastic.server import api, budgets, dashboard, fleet, views
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_ID_LENGTH,
@@ -78,6 +78,14 @@ def _query(parameter: QueryInteger | QueryNumber) -> dict[str, Any]:
     """A query parameter as described by the reader that checks it."""
     return {"name": parameter.name, "in": "query", "required": False,
             "schema": parameter.schema(), "description": parameter.description}
+
+
+def _query_names(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    """A comma-separated list of names as one query parameter (``fleet.query_list``)."""
+    pattern = "^[^\\u0000]*[^,\\u0000][^\\u0000]*$" if required else NO_NUL
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "string", "maxLength": fleet.MAX_LIST_CHARACTERS,
+                       "pattern": pattern}}
 
 
 def _query_list(name: str, items: dict[str, Any], description: str, **bounds: int) -> dict[str, Any]:
@@ -170,6 +178,22 @@ BUDGET_PATHS: dict[str, dict[str, Any]] = {
                                  "maximum": budgets.MAX_PAUSE_UNTIL}))},
 }
 
+def _page_file(summary: str, *types: str, statuses: tuple[int, ...] = ()) -> dict[str, Any]:
+    """A GET of one of the dashboard's files: not JSON, and open without the token."""
+    return {"summary": summary, "security": [{}], "responses": {
+        "200": {"description": "the file", "content": {kind: {"schema": {"type": "string"}}
+                                                       for kind in types}},
+        **{str(status): ERROR for status in statuses}}}
+
+
+DASHBOARD_PATHS: dict[str, dict[str, Any]] = {
+    **{path: {"get": _page_file("The dashboard's page (it asks for the token when one is set)",
+                                "text/html")} for path in dashboard.PAGE_PATHS},
+    "/dashboard/static/{name}": {"get": {**_page_file(
+        "A file of the dashboard's page (its JavaScript and CSS)", "text/javascript", "text/css",
+        "text/html", statuses=(404,)), "parameters": [_path_param("name")]}},
+}
+
 HEARTBEAT_TASKS = {"type": "object", "additionalProperties": {
     "type": "object", "required": ["lease_token"],
     "properties": {"lease_token": {"type": "integer"}, "progress": {"type": "number"}}}}
@@ -179,7 +203,7 @@ PATHS: dict[str, dict[str, Any]] = {
     "/openapi.json": {"get": _operation("This description")},
     "/api/workers/register": {"post": _operation(
         "Register a worker; a live worker's id only with its secret (X-Worker-Secret)",
-        body=_register_body(), statuses=(400, 401, 409))},
+        body=_register_body(), statuses=(400, 401, 403, 409))},
     "/api/workers/{worker_id}/heartbeat": {"post": _operation(
         "Sign of life; renews the leases listed in 'tasks' (all without it), gives back "
         "the ones it does not list; returns revoked task ids",
@@ -205,6 +229,20 @@ PATHS: dict[str, dict[str, Any]] = {
         "Unregister; held tasks go back to the queue", params=[_path_param("worker_id")],
         statuses=(401, 404))},
     "/api/workers/list": {"get": _operation("Every worker, seed-000 words")},
+    "/api/workers/prune": {"post": _operation(
+        "Delete offline or dead workers silent for more than older_than_seconds (holding "
+        "no lease); answers their ids", body={
+            "type": "object", "required": ["older_than_seconds"], "properties": {
+                "older_than_seconds": {"type": "number", "minimum": 0,
+                                       "maximum": fleet.MAX_PRUNE_AGE_SECONDS}}})},
+    "/api/fleet": {"get": _operation(
+        "The declared fleet: each declared worker, registered or not, whether its /health "
+        "answers, and the ids of the missing ones")},
+    "/api/queue/servable": {"get": _operation(
+        "How many pending tasks a worker with these capabilities could lease now",
+        params=[_query_names("types", "comma-separated task types (required)", required=True),
+                _query_names("algorithms", "comma-separated kernels the worker has"),
+                _query_names("models", "comma-separated models (none: any model)")])},
     "/api/tasks/submit": {"post": _operation(
         "Submit one task, or {'tasks': [...]} in either task-file format", body=_submit_body())},
     "/api/tasks/{task_id}/result": {"post": _operation(
@@ -236,6 +274,10 @@ PATHS: dict[str, dict[str, Any]] = {
     "/api/tasks/{task_id}/release-hold": {"post": _operation(
         "Put a held task back in the queue with fresh retry and worker-death counts",
         params=[_path_param("task_id")], statuses=(401, 404, 409))},
+    "/api/tasks/{task_id}/retry": {"post": _operation(
+        "Put a failed or cancelled task back in the queue, its attempt history kept "
+        "(409 naming its state otherwise)", params=[_path_param("task_id")],
+        statuses=(401, 403, 404, 409))},
     "/api/tasks/status/{task_id}": {"get": _operation(
         "A task's status, result and attempt history", statuses=(400, 401, 404),
         params=[_path_param("task_id"), _query(api.WAIT)])},
@@ -245,7 +287,23 @@ PATHS: dict[str, dict[str, Any]] = {
         _query_list("id", TEXT, "only these task ids (repeat the parameter)",
                     maxItems=api.MAX_IDS_PER_LIST),
         _query_list("status", {"type": "string", "enum": [status.value for status in TaskStatus]},
-                    "only tasks in these states (repeat the parameter)")])},
+                    "only tasks in these states (repeat the parameter)"),
+        _query_list("type", TEXT, "only tasks of these types (repeat the parameter)"),
+        _query(api.TASK_LIST_BEFORE)])},
+    "/api/dashboard/queue": {"get": _operation(
+        "Tasks by state and by state and priority, the oldest pending task's age, and the "
+        "pending work no live worker can run, with why (as of 'unservable_checked_at', at "
+        "most one sample interval ago)", statuses=(401,))},
+    "/api/dashboard/workers": {"get": _operation(
+        "Every worker with what it offers and the tasks it runs now, with their progress",
+        statuses=(401,))},
+    "/api/dashboard/series": {"get": _operation(
+        "The last hour of queue samples: pending, running, ended per minute, mean run "
+        "time and mean time from submit to end", statuses=(401,))},
+    "/api/dashboard/failures": {"get": _operation(
+        "The latest failed tasks, and held ones waiting for a person, with the error of "
+        "each attempt",
+        params=[_query(dashboard.FAILURES_LIMIT)])},
     "/api/results": {"get": _operation(
         "Ended tasks with their results (seed-004 entries), in the order they ended, a page "
         "at a time: 'next' is the 'after' of the following page (null: the last)",
@@ -260,6 +318,7 @@ PATHS: dict[str, dict[str, Any]] = {
                                  params=[_query(views.TASK_VIEW_LIMIT)])},
     "/workers": {"get": _operation("Seed-004 worker list (a JSON array)")},
     **BUDGET_PATHS,
+    **DASHBOARD_PATHS,
 }
 
 

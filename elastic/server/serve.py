@@ -19,6 +19,8 @@ from elastic import ingest, results
 from elastic.config import Config, weak_token_problem
 from elastic.errors import ConfigError
 from elastic.server.app import make_app
+from elastic.server.fleet import HEALTH_CHECK_SECONDS, FleetHealth
+from elastic.server.samples import SAMPLE_SECONDS, QueueSamples
 from elastic.store import Store, open_store
 from elastic.store.dialects import shown_url
 from elastic.store.lock import hold_database
@@ -55,7 +57,8 @@ def open_configured_store(config: Config) -> Store:
     return open_store(
         config.database_url, max_retries=config.max_task_retries,
         lease_seconds=config.lease_seconds, worker_timeout_seconds=config.worker_timeout_seconds,
-        task_timeout_seconds=config.task_timeout_seconds, retry=RetryPolicy(
+        task_timeout_seconds=config.task_timeout_seconds,
+        load_balancing=config.load_balancing, retry=RetryPolicy(
             max_worker_deaths=config.max_worker_deaths,
             backoff_seconds=config.retry_backoff_seconds,
             backoff_max_seconds=config.retry_backoff_max_seconds))
@@ -85,7 +88,11 @@ class Orchestrator:
             self._let_go()
             raise
         try:
-            self.server = listen(make_app(self.store, config), host=config.host,
+            self.fleet_health = FleetHealth(config.workers, token=config.token)
+            self.samples = QueueSamples(self.store)
+            self.server = listen(make_app(self.store, config, fleet_health=self.fleet_health,
+                                          samples=self.samples),
+                                 host=config.host,
                                  port=config.port, threads=config.server_threads,
                                  connection_limit=config.max_connections,
                                  channel_timeout=max(120, int(config.max_wait_seconds) + 30))
@@ -99,11 +106,14 @@ class Orchestrator:
         # results pass are a dead writer's. Replicas (PostgreSQL) wait for claims to run out.
         self._claims_may_be_live = self.lock is None
         self._add_loop("expire-leases", config.expiry_check_interval_seconds, self._expire)
+        self._add_loop("dashboard-samples", SAMPLE_SECONDS, self.samples.take)
         if watch_folder:
             watcher = ingest.FolderWatcher(self.store, config.resolve(config.task_queues_path))
             self._add_loop("ingest", config.task_distribution_interval_seconds, watcher.scan)
         if write_results:
             self._add_loop("results", config.results_interval_seconds, self.write_results)
+        if config.workers:
+            self._add_loop("fleet-health", HEALTH_CHECK_SECONDS, self.fleet_health.check_all)
 
     @property
     def quiet_seconds(self) -> float:
@@ -115,6 +125,11 @@ class Orchestrator:
     def url(self) -> str:
         """The base URL the server listens on."""
         return f"http://{self.config.host}:{self.server.effective_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """Where a browser opens the dashboard."""
+        return f"{self.url}/"
 
     def _add_loop(self, name: str, interval_seconds: float, step: Callable[[], object]) -> None:
         def loop() -> None:

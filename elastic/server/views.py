@@ -1,5 +1,8 @@
 """The seed-004 monitoring views (/stats, /tasks, /workers): thin routes over the Store.
 
+``/workers`` also lists the declared fleet's workers that never registered, and marks
+each declared one (``declared``, ``missing`` and its ``problem``).
+
 ``/tasks`` and ``/workers`` are top-level JSON arrays (the seed's jq examples rely on
 it); the words are the seed's, translated by ``elastic.seed004``.
 """
@@ -11,6 +14,7 @@ from typing import Any
 import bottle
 
 from elastic import seed004
+from elastic.server.fleet import FleetHealth
 from elastic.store import Store
 from elastic.web import QueryInteger
 
@@ -18,7 +22,7 @@ TASK_VIEW_LIMIT = QueryInteger("limit", default=10_000, minimum=1, maximum=1_000
                                description="how many")
 
 
-def add_routes(app: bottle.Bottle, store: Store) -> None:
+def add_routes(app: bottle.Bottle, store: Store, fleet_health: FleetHealth) -> None:
     """Attach the seed-004 routes to ``app``."""
 
     @app.get("/stats")
@@ -31,4 +35,8 @@ def add_routes(app: bottle.Bottle, store: Store) -> None:
 
     @app.get("/workers")
     def workers() -> list[dict[str, Any]]:
-        return [seed004.worker_view(worker) for worker in store.list_workers()]
+        found = store.list_workers()
+        declared = {entry["worker_id"]: entry for entry in fleet_health.view(found)}
+        return ([seed004.worker_view(worker, declared.pop(worker.worker_id, None))
+                 for worker in found]
+                + [seed004.declared_worker_view(entry) for entry in declared.values()])

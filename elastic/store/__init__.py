@@ -12,6 +12,8 @@ from elastic.store.store import (
     BudgetUsage,
     CountedRequest,
     ExpiryReport,
+    FinishedSummary,
+    QueueCount,
     ReportedResult,
     Store,
     UnservableWork,
@@ -21,7 +23,8 @@ from elastic.tasks import RetryPolicy, SubmitOutcome
 
 def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
                worker_timeout_seconds: float = 60.0, task_timeout_seconds: float = 3600.0,
-               retry: RetryPolicy | None = None, upgrade: bool = True,
+               retry: RetryPolicy | None = None, load_balancing: str = "priority",
+               upgrade: bool = True,
                create: bool = True) -> Store:
     """Open the database at ``url``, upgrading its schema to the newest migration.
 
@@ -48,7 +51,8 @@ def open_store(url: str, *, max_retries: int = 3, lease_seconds: float = 90.0,
                                f"{str(exc.orig).strip().splitlines()[0]}") from None
     return Store(engine, max_retries=max_retries, lease_seconds=lease_seconds,
                  worker_timeout_seconds=worker_timeout_seconds,
-                 task_timeout_seconds=task_timeout_seconds, retry=retry)
+                 task_timeout_seconds=task_timeout_seconds, retry=retry,
+                 load_balancing=load_balancing)
 
 
 def _check_exists(url: str) -> None:
@@ -59,5 +63,6 @@ def _check_exists(url: str) -> None:
                           "creates it)", url)
 
 
-__all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "ReportedResult", "Store",
+__all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "FinishedSummary",
+           "QueueCount", "ReportedResult", "Store",
            "SubmitOutcome", "UnservableWork", "open_store"]

@@ -116,6 +116,21 @@ workers = Table(
     Column("secret_hash", String(64)),
 )
 
+# Each worker's measured speed per task type and kernel ('' for a task naming none):
+# a moving average of the seconds its completed attempts took, read by the `fastest`
+# load balancing. Deleted with the worker.
+worker_speeds = Table(
+    "worker_speeds",
+    metadata,
+    Column("worker_id", String(200), ForeignKey("workers.worker_id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("task_type", String(64), primary_key=True),
+    Column("algorithm", String(64), primary_key=True),
+    Column("seconds_per_task", Float(precision=53), nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
 # One row: when an orchestrator last ran the expiry pass. A starting orchestrator shifts
 # worker and lease clocks by the time since then (its downtime), and by nothing while
 # another replica keeps it fresh.

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    Integer,
     and_,
     bindparam,
     case,
@@ -45,6 +44,7 @@ from elastic.errors import (
     WorkerNotFound,
     WrongState,
 )
+from elastic.store.balancing import leaves_to_others, live_workers, record_speed, speeds_for
 from elastic.store.dialects import (
     READ_ONLY,
     create_group_commit,
@@ -134,41 +134,6 @@ def _current_lease(row: Any, item: ReportedResult, worker_id: str) -> Any:
     return row
 
 
-def _build_lease_statement(by_models: bool, by_tokens: bool) -> Any:
-    """``UPDATE tasks ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``: the
-    worker's most urgent, oldest runnable tasks, its parameters named ``lease_*``.
-
-    The conditions are Requirement.is_met_by in SQL; change both together. A retry waits
-    until not_before, and the worker that failed it last until avoid_until. The token
-    goes up by one, and never below ``lease_floor`` (see ``Store.lease_token_floor``).
-    """
-    now, worker_id = bindparam("lease_now"), bindparam("lease_worker")
-    conditions = [may_become(TaskStatus.ASSIGNED),
-                  tasks.c.type.in_(bindparam("lease_types", expanding=True)),
-                  or_(tasks.c.algorithm.is_(None),
-                      tasks.c.algorithm.in_(bindparam("lease_algorithms", expanding=True))),
-                  tasks.c.not_before <= now,
-                  or_(tasks.c.avoid_worker_id.is_(None), tasks.c.avoid_worker_id != worker_id,
-                      tasks.c.avoid_until <= now)]
-    if by_models:
-        conditions.append(or_(tasks.c.model.is_(None),
-                              tasks.c.model.in_(bindparam("lease_models", expanding=True))))
-    if by_tokens:
-        conditions.append(tasks.c.estimated_tokens <= bindparam("lease_max_tokens"))
-    candidates = (select(tasks.c.seq).where(*conditions)
-                  .order_by(tasks.c.priority.desc(), tasks.c.seq)
-                  .limit(bindparam("lease_slots", type_=Integer))
-                  .with_for_update(skip_locked=True))
-    floor = bindparam("lease_floor", type_=Integer)
-    return (update(tasks).where(tasks.c.seq.in_(candidates))
-            .values(status=TaskStatus.ASSIGNED.value, worker_id=worker_id,
-                    lease_token=case((tasks.c.lease_token + 1 > floor, tasks.c.lease_token + 1),
-                                     else_=floor),
-                    attempts=tasks.c.attempts + 1, lease_expires_at=bindparam("lease_expires"),
-                    started_at=now, progress=0.0)
-            .returning(*tasks.c))
-
-
 @dataclass(frozen=True)
 class ExportClaim:
     """Tasks claimed for one results file (``batch``, written into it) at ``claimed_at``."""
@@ -185,6 +150,30 @@ class UnservableWork:
     requirement: Requirement
     count: int
     reason: str
+
+
+@dataclass(frozen=True)
+class QueueCount:
+    """How many tasks are in one status at one priority."""
+
+    status: TaskStatus
+    priority: int
+    count: int
+
+
+@dataclass(frozen=True)
+class FinishedSummary:
+    """Tasks that ended in a span of time: how many, and their mean run and total times."""
+
+    completed: int
+    failed: int
+    mean_run_seconds: float | None
+    mean_latency_seconds: float | None
+
+
+def _float_or_none(value: Any) -> float | None:
+    """An aggregate as a float (PostgreSQL's AVG is a Decimal), None when there was nothing."""
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -267,14 +256,31 @@ class BudgetReservation:
     usage: BudgetUsage
 
 
+def servable_conditions(*, task_types: Sequence[str], algorithms: Sequence[str],
+                        models: Sequence[str], now: float) -> list[ColumnElement[bool]]:
+    """SQL conditions of a pending task that a worker with these capabilities may lease now.
+
+    They are ``Requirement.is_met_by`` in SQL; change both together. A retry waits
+    until ``not_before``. No models listed means any model.
+    """
+    conditions = [may_become(TaskStatus.ASSIGNED), tasks.c.type.in_(list(task_types)),
+                  or_(tasks.c.algorithm.is_(None), tasks.c.algorithm.in_(list(algorithms))),
+                  tasks.c.not_before <= now]
+    if models:
+        conditions.append(or_(tasks.c.model.is_(None), tasks.c.model.in_(list(models))))
+    return conditions
+
+
 class Store:
     """Task and worker state in one SQL database (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: Engine, *, max_retries: int = 3, lease_seconds: float = 90.0,
                  worker_timeout_seconds: float = 60.0, task_timeout_seconds: float = 3600.0,
-                 retry: RetryPolicy | None = None, clock: Callable[[], float] = time.time,
+                 retry: RetryPolicy | None = None, load_balancing: str = "priority",
+                 clock: Callable[[], float] = time.time,
                  jitter: Callable[[], float] = random.random) -> None:
         self.engine = engine
+        self.load_balancing = load_balancing
         self.max_retries = max_retries
         self.lease_seconds = lease_seconds
         self.worker_timeout_seconds = worker_timeout_seconds
@@ -290,7 +296,6 @@ class Store:
         # that a lease lost with an unflushed WAL tail (a power cut) could have carried.
         # Found at the first lease (None: not yet).
         self.lease_token_floor: int | None = None if self.group_commit.wal_path else 0
-        self._lease_statements: dict[tuple[bool, bool], Any] = {}
 
     def close(self) -> None:
         """Stop listening for changes and close every connection; on SQLite the last close
@@ -582,6 +587,23 @@ class Store:
 
         return self._write_transaction(transaction, notify=True)
 
+    def prune_workers(self, *, older_than_seconds: float, now: float | None = None) -> list[str]:
+        """Delete the workers silent for more than ``older_than_seconds`` that are offline or
+        dead and hold no lease; returns their ids, sorted. A live worker is never pruned,
+        however old its heartbeat (it is declared dead first)."""
+        now = self._now(now)
+
+        def transaction(conn: Connection) -> list[str]:
+            holding = select(tasks.c.worker_id).where(
+                tasks.c.status == TaskStatus.ASSIGNED.value, tasks.c.worker_id.is_not(None))
+            rows = conn.execute(delete(workers).where(
+                workers.c.status.in_([WorkerStatus.OFFLINE.value, WorkerStatus.DEAD.value]),
+                workers.c.last_heartbeat_at < now - older_than_seconds,
+                workers.c.worker_id.not_in(holding)).returning(workers.c.worker_id))
+            return sorted(row.worker_id for row in rows)
+
+        return self._write_transaction(transaction)
+
     def get_worker(self, worker_id: str) -> Worker:
         """One worker, with its active lease count."""
         with self._read() as conn:
@@ -635,10 +657,12 @@ class Store:
             types = [t for t in worker.task_types if task_types is None or t in task_types]
             if slots <= 0 or not types:
                 return []
-            statement = self._lease_statement(by_models=bool(worker.models),
-                                              by_tokens=max_estimated_tokens is not None)
-            rows = conn.execute(statement, self._lease_parameters(
-                conn, worker, types, slots, max_estimated_tokens, now)).mappings().all()
+            conditions = self._lease_conditions(worker, types, max_estimated_tokens, now)
+            if self._leaves_to_others(conn, worker, conditions, now):
+                return []
+            rows = conn.execute(self._lease_statement(
+                worker, conditions, slots, now, floor=self._first_safe_token(conn))
+            ).mappings().all()
             if rows:
                 conn.execute(insert(attempts), [{
                     "task_id": row["task_id"], "attempt": row["attempts"],
@@ -657,22 +681,60 @@ class Store:
         # and its token unusable (``lease_token_floor``), so fencing holds.
         return self._write_transaction(transaction, durable=False)
 
-    def _lease_parameters(self, conn: Connection, worker: Worker, types: list[str], slots: int,
-                          max_estimated_tokens: int | None, now: float) -> dict[str, Any]:
-        """The values of one lease for ``_lease_statement``'s bound parameters."""
-        return {"lease_types": types, "lease_algorithms": list(worker.algorithms),
-                "lease_models": list(worker.models), "lease_max_tokens": max_estimated_tokens,
-                "lease_worker": worker.worker_id, "lease_now": now, "lease_slots": slots,
-                "lease_expires": now + self.lease_seconds,
-                "lease_floor": self._first_safe_token(conn)}
+    def count_servable_tasks(self, *, task_types: Sequence[str], algorithms: Sequence[str],
+                             models: Sequence[str] = (), now: float | None = None) -> int:
+        """How many pending tasks a worker with these capabilities could lease now (a
+        worker pool grows while this is above its idle children)."""
+        now = self._now(now)
+        conditions = servable_conditions(task_types=task_types, algorithms=algorithms,
+                                         models=models, now=now)
+        with self._read() as conn:
+            return int(conn.scalar(select(func.count()).select_from(tasks).where(*conditions)))
 
-    def _lease_statement(self, *, by_models: bool, by_tokens: bool) -> Any:
-        """The lease statement, built once per shape (every value a bound parameter: building
-        a SQLAlchemy statement costs more CPU than running it)."""
-        shape = (by_models, by_tokens)
-        if shape not in self._lease_statements:
-            self._lease_statements[shape] = _build_lease_statement(*shape)
-        return self._lease_statements[shape]
+    def _lease_conditions(self, worker: Worker, types: list[str],
+                          max_estimated_tokens: int | None, now: float) -> list[Any]:
+        conditions = servable_conditions(task_types=types, algorithms=worker.algorithms,
+                                         models=worker.models, now=now)
+        # The worker that failed a retried task last waits until avoid_until.
+        conditions.append(or_(tasks.c.avoid_worker_id.is_(None),
+                              tasks.c.avoid_worker_id != worker.worker_id,
+                              tasks.c.avoid_until <= now))
+        if max_estimated_tokens is not None:
+            conditions.append(tasks.c.estimated_tokens <= max_estimated_tokens)
+        return conditions
+
+    def _leaves_to_others(self, conn: Connection, worker: Worker, conditions: list[Any],
+                          now: float) -> bool:
+        """Whether the load balancing leaves the task this worker would lease to a better
+        live worker (see ``elastic.store.balancing``)."""
+        if self.load_balancing == "priority":
+            return False
+        task = conn.execute(select(tasks).where(*conditions)
+                            .order_by(tasks.c.priority.desc(), tasks.c.seq).limit(1)
+                            ).mappings().first()
+        if task is None:
+            return False
+        others = live_workers(conn, since=now - self.worker_timeout_seconds)
+        backlog = conn.scalar(select(func.count()).select_from(tasks).where(*conditions))
+        return leaves_to_others(
+            self.load_balancing, me=worker, task=task, others=others,
+            active={**self._active_counts(conn), worker.worker_id: worker.active_tasks},
+            speeds=speeds_for(conn, task["type"], task["algorithm"]),
+            backlog=int(backlog or 0), now=now)
+
+    def _lease_statement(self, worker: Worker, conditions: list[Any], slots: int,
+                         now: float, *, floor: int) -> Any:
+        """The lease: the token goes up by one, never below ``floor`` (``lease_token_floor``)."""
+        candidates = (select(tasks.c.seq).where(*conditions)
+                      .order_by(tasks.c.priority.desc(), tasks.c.seq).limit(slots)
+                      .with_for_update(skip_locked=True))
+        return (update(tasks).where(tasks.c.seq.in_(candidates))
+                .values(status=TaskStatus.ASSIGNED.value, worker_id=worker.worker_id,
+                        lease_token=case((tasks.c.lease_token + 1 > floor, tasks.c.lease_token + 1),
+                                         else_=floor),
+                        attempts=tasks.c.attempts + 1,
+                        lease_expires_at=now + self.lease_seconds, started_at=now, progress=0.0)
+                .returning(*tasks.c))
 
     # -- results and the ends of attempts ---------------------------------------------
 
@@ -730,6 +792,9 @@ class Store:
             rows[item.task_id] = {**row, "status": "ended"}  # a second result for it is stale
             if item.result.get("success", True) is not False:
                 succeeded.append((row, item.result))
+                record_speed(conn, worker_id=worker_id, task_type=row["type"],
+                             algorithm=row["algorithm"],
+                             seconds=now - (row["started_at"] or now), now=now)
             else:
                 self._end_attempt(conn, row, failed_attempt(item.result), now)
         self._complete(conn, succeeded, now)
@@ -1043,6 +1108,29 @@ class Store:
 
         return self._write_transaction(transaction, notify=True)
 
+    def retry_task(self, task_id: str, *, now: float | None = None) -> Task:
+        """Put a failed or cancelled task back in the queue, its attempt history kept and its
+        failures and worker deaths counted afresh (its content unchanged).
+
+        Raises:
+            TaskNotFound: no such task.
+            WrongState: the task is not failed or cancelled (409, naming its state).
+        """
+        now = self._now(now)
+        retryable = [status.value for status in RETRYABLE_STATUSES]
+
+        def transaction(conn: Connection) -> Task:
+            requeued = conn.execute(update(tasks).where(
+                tasks.c.task_id == task_id, tasks.c.status.in_(retryable)).values(
+                **REQUEUED_VALUES, not_before=now)).rowcount
+            task = self._load_task(conn, task_id)
+            if not requeued:
+                raise WrongState(f"task {task_id!r} is {task.status.value}: only a failed or "
+                                 "cancelled task can be retried")
+            return task
+
+        return self._write_transaction(transaction, notify=True)
+
     # -- provider budgets ---------------------------------------------------------------
 
     def reserve_provider_request(self, provider: str, key_id: str, *, worker_id: str,
@@ -1160,13 +1248,19 @@ class Store:
 
     def list_tasks(self, *, task_ids: Sequence[str] | None = None,
                    statuses: Sequence[TaskStatus] | None = None,
+                   task_types: Sequence[str] | None = None, before_seq: int | None = None,
                    limit: int | None = None, newest_first: bool = False) -> list[Task]:
-        """Tasks, optionally only these ids and statuses, in queue order (or newest first)."""
+        """Tasks, optionally only these ids, statuses and types, in queue order (or newest
+        first); ``before_seq`` pages on (keyset: only tasks submitted before that one)."""
         query = select(tasks)
         if task_ids is not None:
             query = query.where(tasks.c.task_id.in_(list(task_ids)))
         if statuses:
             query = query.where(tasks.c.status.in_([s.value for s in statuses]))
+        if task_types:
+            query = query.where(tasks.c.type.in_(list(task_types)))
+        if before_seq is not None:
+            query = query.where(tasks.c.seq < literal(before_seq, BigInteger()))
         order = tasks.c.seq.desc() if newest_first else tasks.c.seq
         query = query.order_by(order).limit(limit)
         with self._read() as conn:
@@ -1195,6 +1289,39 @@ class Store:
                 tasks.c.status == TaskStatus.PENDING.value, tasks.c.attempts > 0)) or 0
             counts["total"] = sum(counts[status.value] for status in TaskStatus)
             return counts
+
+    def count_queue_by_priority(self) -> list[QueueCount]:
+        """Number of tasks per status and priority (one scan of the queue index)."""
+        query = (select(tasks.c.status, tasks.c.priority, func.count())
+                 .group_by(tasks.c.status, tasks.c.priority))
+        with self._read() as conn:
+            return [QueueCount(TaskStatus(status), priority, count)
+                    for status, priority, count in conn.execute(query)]
+
+    def oldest_pending_created_at(self) -> float | None:
+        """When the longest-waiting pending task was submitted (None: nothing waits)."""
+        first = (select(func.min(tasks.c.seq))
+                 .where(tasks.c.status == TaskStatus.PENDING.value).scalar_subquery())
+        with self._read() as conn:
+            return conn.scalar(select(tasks.c.created_at).where(tasks.c.seq == first))
+
+    def summarize_finished(self, *, since: float, until: float) -> FinishedSummary:
+        """How many tasks ended in ``(since, until]`` and how long they took on average
+        (run time from the last start, and time from submit). ``exported IN (0, 1)`` lets
+        both databases range-scan the finished-at index instead of every row."""
+        is_completed = case((tasks.c.status == TaskStatus.COMPLETED.value, 1), else_=0)
+        query = (select(func.count(), func.sum(is_completed),
+                        func.avg(tasks.c.finished_at - tasks.c.started_at),
+                        func.avg(tasks.c.finished_at - tasks.c.created_at))
+                 .where(tasks.c.exported.in_([0, 1]), tasks.c.finished_at > since,
+                        tasks.c.finished_at <= until,
+                        tasks.c.status.in_([TaskStatus.COMPLETED.value, TaskStatus.FAILED.value])))
+        with self._read() as conn:
+            ended, completed, run_seconds, latency_seconds = conn.execute(query).one()
+        completed = int(completed or 0)
+        return FinishedSummary(completed=completed, failed=ended - completed,
+                               mean_run_seconds=_float_or_none(run_seconds),
+                               mean_latency_seconds=_float_or_none(latency_seconds))
 
     def unservable_work(self) -> list[UnservableWork]:
         """Pending work that no live worker can run, grouped by what it needs, with the reason.

@@ -6,7 +6,7 @@ task of other types: 15 ms a lease with 200,000 of them waiting, growing with th
 queue. With the type in the index it is one index lookup however deep the queue.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0008'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
