@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -181,6 +182,9 @@ def _interrupt(_signum: int, _frame: object) -> None:
 @click.option("--status-host", help="Address the --port binds (default 127.0.0.1; another "
               "needs a token).")
 @click.option("--capabilities", "capabilities_json", help="JSON object widening the defaults.")
+@click.option("--batch", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Lease up to this many tasks per poll and report their results in one "
+                   "request (at most --capacity).")
 @log_options
 @config_option
 @click.pass_context
@@ -188,7 +192,8 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def worker(context: click.Context, server_url: str | None, worker_type: str,
            worker_id: str | None, slot: int | None, capacity: int, processes: str | None,
            port: int | None, status_host: str | None, capabilities_json: str | None,
-           log_level: str | None, log_format: str | None, config_path: str | None) -> None:
+           batch: int, log_level: str | None, log_format: str | None,
+           config_path: str | None) -> None:
     """Run a worker: register, lease tasks, execute them, heartbeat, report.
 
     Example:
@@ -201,6 +206,8 @@ def worker(context: click.Context, server_url: str | None, worker_type: str,
         return
     settings = load_config(config_path, server_url=server_url, log_level=log_level,
                            log_format=log_format)
+    if batch > capacity:
+        raise ConfigError("batch", "flag", f"at most --capacity ({capacity})", batch)
     extra = _parse_json_option("capabilities", capabilities_json)
     if processes is not None:
         from elastic.worker.pool import run_pool
@@ -210,7 +217,7 @@ def worker(context: click.Context, server_url: str | None, worker_type: str,
                           capacity=capacity, capabilities=worker_capabilities(worker_type, extra),
                           child_options=_pool_child_options(context, config_path)))
     _run_worker(settings, worker_type=worker_type, worker_id=worker_id, slot=slot,
-                capacity=capacity, status_address=_status_address(settings, status_host, port),
+                capacity=capacity, batch=batch, status_address=_status_address(settings, status_host, port),
                 extra=extra)
 
 
@@ -293,7 +300,7 @@ def _status_address(settings: config.Config, host: str | None,
 
 def _run_worker(settings: config.Config, *, worker_type: str, worker_id: str | None,
                 slot: int | None, capacity: int, status_address: tuple[str, int] | None,
-                extra: dict[str, Any]) -> None:
+                extra: dict[str, Any], batch: int = 1) -> None:
     """Run one worker process until it is stopped, then exit at once."""
     from elastic.executors import EXECUTORS
     from elastic.executors.simulation import Simulation
@@ -310,7 +317,7 @@ def _run_worker(settings: config.Config, *, worker_type: str, worker_id: str | N
     worker_id = slot_lock.worker_id if slot_lock else str(worker_id)
     provider = worker_provider(worker_type, settings)
     worker_settings = WorkerSettings(
-        worker_id=worker_id, worker_type=worker_type, capacity=capacity,
+        worker_id=worker_id, worker_type=worker_type, capacity=capacity, batch=batch,
         capabilities=worker_capabilities(worker_type, extra, provider=provider),
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
         poll_wait_seconds=settings.poll_interval_seconds,
@@ -1029,3 +1036,47 @@ def db_copy(source: str, target: str, live: bool, config_path: str | None) -> No
     counts = ", ".join(f"{name} {rows}" for name, rows in report.rows.items())
     stdout.print(f"copied {report.total} row(s) to {shown_url(target)}: {counts}",
                  highlight=False)
+
+
+@main.command()
+@click.option("--tasks", "task_count", type=click.IntRange(1, 10_000_000), default=10_000,
+              show_default=True, help="No-op tasks pushed through each path.")
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes.")
+@click.option("--batch", type=click.IntRange(1, 1024), default=64, show_default=True,
+              help="Tasks per poll and results per request on the batch path (1: skip it).")
+@click.option("--latency-samples", type=click.IntRange(2, 100_000), default=200,
+              show_default=True, help="Tasks submitted one by one for the latencies.")
+@click.option("--pending", type=click.IntRange(0, 100_000_000), default=0, show_default=True,
+              help="Fill the queue first with this many tasks of other types and priorities.")
+@click.option("--idle", "idle_seconds", type=click.FloatRange(0, 3600), default=0.0,
+              help="Also measure the idle server's and worker's CPU over this many seconds.")
+@click.option("--db", "database_url", help="Database URL (default: a temporary SQLite file).")
+@click.option("--compare", type=click.Choice(["huey"]),
+              help="Also run Huey's SQLite queue (two consumer processes) and print the ratio.")
+@config_option
+@reports_errors
+def bench(task_count: int, workers: int, batch: int, latency_samples: int, pending: int,
+          idle_seconds: float, database_url: str | None, compare: str | None,
+          config_path: str | None) -> None:
+    """Measure dispatch speed: a server and noop workers on a fresh database, tasks/s on
+    both paths, submit-to-start/result latencies, the server's CPU and peak memory.
+
+    Example:
+
+        elastic bench --tasks 20000 --workers 2 --compare huey
+    """
+    from elastic import bench as benchmark
+
+    load_config(config_path)
+    settings = benchmark.BenchSettings(tasks=task_count, workers=workers, batch=batch,
+                                       latency_samples=latency_samples, pending=pending,
+                                       idle_seconds=idle_seconds, database_url=database_url)
+    report = benchmark.run_bench(settings)
+    if compare == "huey":
+        from elastic.bench_huey import run_huey
+
+        with tempfile.TemporaryDirectory(prefix="elastic-bench-huey-") as folder:
+            report.huey = run_huey(task_count, Path(folder))
+    for line in report.lines():
+        stdout.print(line, highlight=False)

@@ -22,6 +22,7 @@ TASK_TYPES = (
     "evolution_crossover",
     "evolution_mutation",
     "simulation",
+    "noop",
 )
 LLM_TASK_TYPES = ("agent_action", "code_generation")
 EVOLUTION_TASK_TYPES = ("evolution_crossover", "evolution_mutation")

@@ -49,6 +49,8 @@ WORKER_TYPES: dict[str, WorkerType] = {kind.name: kind for kind in (
     WorkerType("gemini", LLM_TASK_TYPES, provider="gemini", sdk_extra="gemini"),
     WorkerType("simulation", ("simulation",)),
     WorkerType("evolution", EVOLUTION_TASK_TYPES),
+    # Does nothing and answers at once: what `elastic bench` moves to measure dispatch.
+    WorkerType("noop", ("noop",)),
 )}
 
 LLM_WORKER_TYPES = tuple(name for name, kind in WORKER_TYPES.items() if kind.is_llm)

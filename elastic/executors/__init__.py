@@ -13,6 +13,7 @@ from elastic.errors import UnknownTaskType
 from elastic.executors.base import ExecutionContext, Executor
 from elastic.executors.evolution import Crossover, Mutation
 from elastic.executors.llm_tasks import AgentAction, CodeGeneration
+from elastic.executors.noop import Noop
 from elastic.executors.simulation import Simulation
 from elastic.tasks import TASK_TYPES
 
@@ -22,6 +23,7 @@ EXECUTORS: dict[str, Executor] = {
     "evolution_crossover": Crossover(),
     "evolution_mutation": Mutation(),
     "simulation": Simulation(),
+    "noop": Noop(),
 }
 assert set(EXECUTORS) == set(TASK_TYPES), "every task type needs exactly one executor"
 

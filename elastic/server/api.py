@@ -17,7 +17,7 @@ import bottle
 
 from elastic import results, seed004, taskfiles
 from elastic.config import Config
-from elastic.errors import InvalidInput
+from elastic.errors import ElasticError, InvalidInput
 from elastic.server import fleet
 from elastic.server.identity import (
     WorkerIdentity,
@@ -26,7 +26,7 @@ from elastic.server.identity import (
     presented_secret,
 )
 from elastic.server.waiters import Answer, LongPolls
-from elastic.store import Store, UnservableWork
+from elastic.store import ReportedResult, Store, UnservableWork
 from elastic.tasks import (
     MAX_ESTIMATED_TOKENS,
     MAX_SOURCE_LENGTH,
@@ -44,7 +44,8 @@ from elastic.transport import MAX_IDS_PER_WAIT, WAIT_PATH
 from elastic.web import QueryInteger, QueryNumber, field_of, read_json
 from elastic.worker_types import WORKER_TYPES
 
-MAX_LEASES_PER_POLL = 100
+MAX_LEASES_PER_POLL = 1024
+MAX_RESULTS_PER_REQUEST = 1024
 MAX_IDS_PER_LIST = 500
 MAX_CAPACITY = 1024
 MAX_WORKER_TYPE_LENGTH = 64  # the workers table's String(64)
@@ -167,6 +168,14 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
             listener.task_ended(task)
         return {"status": "received"}
 
+    @app.post("/api/workers/<worker_id>/results")
+    def report_results(worker_id: str) -> dict[str, Any]:
+        identity.check(worker_id, presented_secret())
+        reported = _reported_results(read_json())
+        refusals = store.record_results(reported, worker_id=worker_id)
+        return {"results": [result_answer(item.task_id, refusal)
+                            for item, refusal in zip(reported, refusals, strict=True)]}
+
     @app.post("/api/tasks/<task_id>/checkpoint")
     def save_checkpoint(task_id: str) -> dict[str, Any]:
         body = read_json()
@@ -268,6 +277,40 @@ def add_routes(app: bottle.Bottle, store: Store, config: Config, *, identity: Wo
         identity.check(worker_id, presented_secret())
         store.unregister_worker(worker_id)
         return {"status": "unregistered", "worker_id": worker_id}
+
+
+def _reported_results(body: dict[str, Any]) -> list[ReportedResult]:
+    """``body["results"]``: 1..MAX_RESULTS_PER_REQUEST objects with task_id, result and
+    (optional) lease_token; a wrong one is named by its index."""
+    items = field_of(body, "results", list)
+    if not 1 <= len(items) <= MAX_RESULTS_PER_REQUEST:
+        raise InvalidInput(f"field 'results': expected 1 to {MAX_RESULTS_PER_REQUEST} "
+                           f"results, got {len(items)}")
+    reported = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidInput(f"field 'results[{index}]': expected a JSON object")
+        try:
+            reported.append(ReportedResult(
+                task_id=field_of(item, "task_id", str),
+                lease_token=field_of(item, "lease_token", int, required=False),
+                result=field_of(item, "result", dict)))
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message.replace("field '", f"field 'results[{index}].", 1)
+                               ) from None
+        if "\x00" in reported[-1].task_id:  # PostgreSQL text cannot hold one
+            raise InvalidInput(f"field 'results[{index}].task_id': a task id has no NUL "
+                               "character")
+    return reported
+
+
+def result_answer(task_id: str, refusal: ElasticError | None) -> dict[str, Any]:
+    """The answer for one result of a batch: received, or refused with the status and
+    message a single result would have got (409 stale lease, 404 unknown task)."""
+    if refusal is None:
+        return {"task_id": task_id, "status": "received"}
+    return {"task_id": task_id, "status": "refused", "code": refusal.http_status,
+            "error": refusal.message}
 
 
 def _statuses_asked() -> list[TaskStatus] | None:

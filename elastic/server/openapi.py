@@ -225,6 +225,16 @@ PATHS: dict[str, dict[str, Any]] = {
                 {"name": "types", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": "comma-separated task types to accept"},
                 _query(api.LEASE_MAX_TOKENS)])},
+    "/api/workers/{worker_id}/results": {"post": _operation(
+        "Report several results in one request; each is answered on its own ('received', "
+        "or 'refused' with the 'code' (409 stale lease, 404 unknown task) and 'error' a "
+        "single result would get)",
+        params=[_path_param("worker_id")], statuses=(400, 401, 404), body={
+            "type": "object", "required": ["results"], "properties": {"results": {
+                "type": "array", "minItems": 1, "maxItems": api.MAX_RESULTS_PER_REQUEST,
+                "items": {"type": "object", "required": ["task_id", "result"], "properties": {
+                    "task_id": {"type": "string"}, "lease_token": {"type": "integer"},
+                    "result": OBJECT}}}}})},
     "/api/workers/{worker_id}/unregister": {"post": _operation(
         "Unregister; held tasks go back to the queue", params=[_path_param("worker_id")],
         statuses=(401, 404))},

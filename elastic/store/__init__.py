@@ -17,6 +17,7 @@ from elastic.store.store import (
     QueueCount,
     QueuedAlert,
     QueueMetrics,
+    ReportedResult,
     Store,
     UnservableWork,
 )
@@ -66,5 +67,5 @@ def _check_exists(url: str) -> None:
 
 
 __all__ = ["BudgetReservation", "BudgetUsage", "CountedRequest", "ExpiryReport", "FinishedSummary",
-           "NewAlert", "QueueCount", "QueueMetrics", "QueuedAlert", "Store",
+           "NewAlert", "QueueCount", "QueueMetrics", "QueuedAlert", "ReportedResult", "Store",
            "SubmitOutcome", "UnservableWork", "open_store"]

@@ -79,6 +79,9 @@ tasks = Table(
     Index("ix_tasks_status_type", "status", "type"),  # /metrics: tasks by state and type
 )
 
+# The poll: one index lookup, in the order it takes tasks (urgent first, then oldest).
+Index("ix_tasks_lease", tasks.c.status, tasks.c.type, tasks.c.priority.desc(), tasks.c.seq)
+
 attempts = Table(
     "attempts",
     metadata,

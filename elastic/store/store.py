@@ -22,6 +22,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     and_,
+    bindparam,
     case,
     delete,
     func,
@@ -35,6 +36,7 @@ from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from elastic.errors import (
+    ElasticError,
     StaleLease,
     StorageFull,
     TaskNotFound,
@@ -43,7 +45,13 @@ from elastic.errors import (
     WrongState,
 )
 from elastic.store.balancing import leaves_to_others, live_workers, record_speed, speeds_for
-from elastic.store.dialects import READ_ONLY, create_notifier, is_lock_conflict
+from elastic.store.dialects import (
+    READ_ONLY,
+    create_group_commit,
+    create_notifier,
+    create_write_turns,
+    is_lock_conflict,
+)
 from elastic.store.schema import (
     alert_outbox,
     attempts,
@@ -103,9 +111,29 @@ TIME_LIMIT_GRACE_SECONDS = 5.0
 CLOCK_ROW_ID = 1
 
 
-def may_become(new: TaskStatus) -> ColumnElement[bool]:
-    """The guard of every UPDATE that moves a task to ``new``, read from the state machine."""
-    return tasks.c.status.in_([old.value for old in statuses_that_may_become(new)])
+def may_become(new: TaskStatus, *, as_equalities: bool = False) -> ColumnElement[bool]:
+    """The guard of every UPDATE that moves a task to ``new``, read from the state machine
+    (``as_equalities``: ORed, for an executemany statement, which cannot hold an IN list)."""
+    olds = [old.value for old in statuses_that_may_become(new)]
+    return or_(*(tasks.c.status == old for old in olds)) if as_equalities else tasks.c.status.in_(olds)
+
+
+def _current_lease(row: Any, item: ReportedResult, worker_id: str) -> Any:
+    """``row`` when it is the task's current lease by ``worker_id`` with ``item``'s token.
+
+    Raises:
+        TaskNotFound: no row.
+        StaleLease: the task is not assigned to that worker under that token (409).
+    """
+    if row is None:
+        raise TaskNotFound(f"task {item.task_id!r} not found")
+    current = (row["status"] == TaskStatus.ASSIGNED.value and row["worker_id"] == worker_id
+               and (item.lease_token is None or row["lease_token"] == item.lease_token))
+    if not current:
+        raise StaleLease(f"task {item.task_id!r}: lease of worker {worker_id!r} (token "
+                         f"{item.lease_token}) is not current; the task is {row['status']}"
+                         f" with token {row['lease_token']}")
+    return row
 
 
 @dataclass(frozen=True)
@@ -231,6 +259,15 @@ def failed_attempt(result: Mapping[str, Any]) -> AttemptEnd:
 
 
 @dataclass(frozen=True)
+class ReportedResult:
+    """One result a worker reports: its task, the lease token it ran under, the result."""
+
+    task_id: str
+    lease_token: int | None
+    result: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class CountedRequest:
     """One request counted against a provider budget: when it started, the tokens it counts for."""
 
@@ -293,6 +330,12 @@ class Store:
         self.clock = clock
         self.jitter = jitter
         self.changes = create_notifier(engine)
+        self.group_commit = create_group_commit(engine)
+        self.write_turn = create_write_turns(engine)
+        # Leases are not flushed one by one (see ``lease_tasks``): tokens start past any
+        # that a lease lost with an unflushed WAL tail (a power cut) could have carried.
+        # Found at the first lease (None: not yet).
+        self.lease_token_floor: int | None = None if self.group_commit.wal_path else 0
 
     def close(self) -> None:
         """Stop listening for changes and close every connection; on SQLite the last close
@@ -318,9 +361,11 @@ class Store:
                 yield connection
 
     def _write_transaction(self, work: Callable[[Connection], Result], *,
-                           notify: bool = False) -> Result:
+                           notify: bool = False, durable: bool = True) -> Result:
         """Run ``work`` in one write transaction; wake waiting long polls after it if ``notify``
         (this process's at once, other processes' through ``Notifier.announce`` at the commit).
+        It is on disk before this returns unless ``durable`` is False (then the next
+        durable one's flush, a few ms later, takes it along: see ``GroupCommit``).
 
         The transaction runs again when the database reports a transient conflict:
         SQLite's busy timeout absorbs nearly all lock waits; what is left (and, on
@@ -330,10 +375,12 @@ class Store:
         """
         for attempt in range(DB_RETRY_ATTEMPTS):
             try:
-                with self.engine.begin() as connection:
+                with self.write_turn(), self.engine.begin() as connection:
                     result = work(connection)
                     if notify:
                         self.changes.announce(connection)
+                if durable:
+                    self.group_commit.flush()  # on disk before anyone hears of it
             except (OperationalError, IntegrityError) as exc:
                 if any(sign in str(exc).lower() for sign in DISK_FULL_SIGNS):
                     raise StorageFull() from exc
@@ -349,6 +396,19 @@ class Store:
 
     def _now(self, now: float | None) -> float:
         return self.clock() if now is None else now
+
+    def _first_safe_token(self, conn: Connection) -> int:
+        """A lease token above every token a lease could have carried before this store
+        leased its first task (``lease_token_floor``).
+
+        Every task's next token is at least this, so a lease answered but lost with the
+        WAL's unflushed tail can never match a later lease of its task: a lost lease's
+        token was at most its task's stored token + 1, hence at most the largest + 1.
+        """
+        if self.lease_token_floor is None:
+            self.lease_token_floor = int(conn.scalar(select(func.max(tasks.c.lease_token)))
+                                         or 0) + 2
+        return self.lease_token_floor
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -513,7 +573,9 @@ class Store:
                                  .values(progress=float(fraction)))
             return [tid for tid, token in (running or {}).items() if held.get(tid) != token], gave_back
 
-        revoked, gave_back = self._write_transaction(transaction)
+        # Not flushed on its own, like a lease: lost to a power cut, it only renewed what
+        # the restart's clock shift renews anyway, or gave back what the next one does.
+        revoked, gave_back = self._write_transaction(transaction, durable=False)
         if gave_back:
             self.changes.notify()
         return revoked
@@ -638,8 +700,9 @@ class Store:
             conditions = self._lease_conditions(worker, types, max_estimated_tokens, now)
             if self._leaves_to_others(conn, worker, conditions, now):
                 return []
-            rows = conn.execute(self._lease_statement(worker, conditions, slots, now)
-                                ).mappings().all()
+            rows = conn.execute(self._lease_statement(
+                worker, conditions, slots, now, floor=self._first_safe_token(conn))
+            ).mappings().all()
             if rows:
                 conn.execute(insert(attempts), [{
                     "task_id": row["task_id"], "attempt": row["attempts"],
@@ -653,7 +716,10 @@ class Store:
                           timeout_seconds=task.timeout_seconds or self.task_timeout_seconds)
                     for task in leased]
 
-        return self._write_transaction(transaction)
+        # Not flushed on its own: the result that follows (or any other write) flushes it
+        # with the next group commit; one lost to a power cut leaves its task pending
+        # and its token unusable (``lease_token_floor``), so fencing holds.
+        return self._write_transaction(transaction, durable=False)
 
     def count_servable_tasks(self, *, task_types: Sequence[str], algorithms: Sequence[str],
                              models: Sequence[str] = (), now: float | None = None) -> int:
@@ -697,13 +763,16 @@ class Store:
             backlog=int(backlog or 0), now=now)
 
     def _lease_statement(self, worker: Worker, conditions: list[Any], slots: int,
-                         now: float) -> Any:
+                         now: float, *, floor: int) -> Any:
+        """The lease: the token goes up by one, never below ``floor`` (``lease_token_floor``)."""
         candidates = (select(tasks.c.seq).where(*conditions)
                       .order_by(tasks.c.priority.desc(), tasks.c.seq).limit(slots)
                       .with_for_update(skip_locked=True))
         return (update(tasks).where(tasks.c.seq.in_(candidates))
                 .values(status=TaskStatus.ASSIGNED.value, worker_id=worker.worker_id,
-                        lease_token=tasks.c.lease_token + 1, attempts=tasks.c.attempts + 1,
+                        lease_token=case((tasks.c.lease_token + 1 > floor, tasks.c.lease_token + 1),
+                                         else_=floor),
+                        attempts=tasks.c.attempts + 1,
                         lease_expires_at=now + self.lease_seconds, started_at=now, progress=0.0)
                 .returning(*tasks.c))
 
@@ -722,41 +791,85 @@ class Store:
             StaleLease: the worker or token is not the current lease (409).
         """
         now = self._now(now)
-        succeeded = result.get("success", True) is not False
 
         def transaction(conn: Connection) -> Task:
-            row = self._current_lease_row(conn, task_id, worker_id, lease_token)
-            if succeeded:
-                self._finish_attempt(conn, row, AttemptOutcome.COMPLETED, None, now)
-                record_speed(conn, worker_id=worker_id, task_type=row["type"],
-                                       algorithm=row["algorithm"],
-                                       seconds=now - (row["started_at"] or now), now=now)
-                conn.execute(update(tasks).where(
-                    tasks.c.seq == row["seq"], may_become(TaskStatus.COMPLETED)).values(
-                    status=TaskStatus.COMPLETED.value, result=finite_json(dict(result)),
-                    finished_at=now,
-                    progress=1.0, lease_expires_at=None, error=None))
-                self._count_for_worker(conn, worker_id, completed=1)
-            else:
-                self._end_attempt(conn, row, failed_attempt(result), now)
-                self._count_for_worker(conn, worker_id, failed=1)
+            refusal = self._record(conn, [ReportedResult(task_id, lease_token, result)],
+                                   worker_id, now)[0]
+            if refusal is not None:
+                raise refusal
             return self._load_task(conn, task_id)
 
         return self._write_transaction(transaction, notify=True)
+
+    def record_results(self, reported: Sequence[ReportedResult], *, worker_id: str,
+                       now: float | None = None) -> list[ElasticError | None]:
+        """Accept several results of one worker in one transaction, each on its own: one
+        from a lease that is not current (or of an unknown task) is refused alone and
+        changes nothing; the others are taken.
+
+        Returns:
+            For each result in order, None (taken) or the error that refused it.
+        """
+        now = self._now(now)
+        return self._write_transaction(
+            lambda conn: self._record(conn, reported, worker_id, now), notify=True)
+
+    def _record(self, conn: Connection, reported: Sequence[ReportedResult], worker_id: str,
+                now: float) -> list[ElasticError | None]:
+        """Take each result of a current lease (successes in two statements for them all)."""
+        rows: dict[str, Mapping[str, Any]] = {row["task_id"]: row for row in conn.execute(
+            select(tasks).where(tasks.c.task_id.in_({item.task_id for item in reported}))
+            .with_for_update()).mappings()}
+        answers: list[ElasticError | None] = []
+        succeeded: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
+        for item in reported:
+            try:
+                row = _current_lease(rows.get(item.task_id), item, worker_id)
+            except (StaleLease, TaskNotFound) as exc:
+                answers.append(exc)
+                continue
+            answers.append(None)
+            rows[item.task_id] = {**row, "status": "ended"}  # a second result for it is stale
+            if item.result.get("success", True) is not False:
+                succeeded.append((row, item.result))
+                record_speed(conn, worker_id=worker_id, task_type=row["type"],
+                             algorithm=row["algorithm"],
+                             seconds=now - (row["started_at"] or now), now=now)
+            else:
+                self._end_attempt(conn, row, failed_attempt(item.result), now)
+        self._complete(conn, succeeded, now)
+        failed = sum(answer is None for answer in answers) - len(succeeded)
+        if succeeded or failed:
+            self._count_for_worker(conn, worker_id, completed=len(succeeded), failed=failed)
+        return answers
+
+    def _complete(self, conn: Connection,
+                  succeeded: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+                  now: float) -> None:
+        """Complete these tasks (row, result) and their attempts: two executemany statements."""
+        if not succeeded:
+            return
+        conn.execute(update(attempts).where(
+            attempts.c.task_id == bindparam("done_task"),
+            attempts.c.lease_token == bindparam("done_token"),
+            attempts.c.outcome == AttemptOutcome.RUNNING.value,
+        ).values(outcome=AttemptOutcome.COMPLETED.value, ended_at=now, error=None), [
+            {"done_task": row["task_id"], "done_token": row["lease_token"]}
+            for row, _ in succeeded])
+        conn.execute(update(tasks).where(
+            tasks.c.seq == bindparam("done_seq"),
+            may_become(TaskStatus.COMPLETED, as_equalities=True)).values(
+            status=TaskStatus.COMPLETED.value, finished_at=now, progress=1.0,
+            lease_expires_at=None, error=None,
+            result=bindparam("done_result", type_=tasks.c.result.type)), [
+            {"done_seq": row["seq"], "done_result": finite_json(dict(result))}
+            for row, result in succeeded])
 
     def _current_lease_row(self, conn: Connection, task_id: str, worker_id: str,
                            lease_token: int | None) -> RowMapping:
         query = select(tasks).where(tasks.c.task_id == task_id).with_for_update()
         row = conn.execute(query).mappings().first()
-        if row is None:
-            raise TaskNotFound(f"task {task_id!r} not found")
-        current = (row["status"] == TaskStatus.ASSIGNED.value and row["worker_id"] == worker_id
-                   and (lease_token is None or row["lease_token"] == lease_token))
-        if not current:
-            raise StaleLease(f"task {task_id!r}: lease of worker {worker_id!r} (token "
-                             f"{lease_token}) is not current; the task is {row['status']}"
-                             f" with token {row['lease_token']}")
-        return row
+        return _current_lease(row, ReportedResult(task_id, lease_token, {}), worker_id)
 
     def _finish_attempt(self, conn: Connection, row: RowMapping, outcome: AttemptOutcome,
                         error: str | None, now: float) -> None:

@@ -63,6 +63,7 @@ class WorkerSettings:
     worker_id: str
     worker_type: str
     capacity: int = 1
+    batch: int = 1  # tasks leased per poll, their results reported in one request
     capabilities: Mapping[str, Any] = field(default_factory=dict)
     heartbeat_interval_seconds: float = 30.0
     poll_wait_seconds: float = 5.0
@@ -130,6 +131,8 @@ class WorkerLoop:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a task leaves ``running``
         self._wake_heartbeat = threading.Event()
+        self._beat_now = False  # the next heartbeat may not wait out BUSY_HEARTBEAT_SECONDS
+        self._sent_info: dict[str, Any] | None = None
         secret = read_secret(settings.secret_path)
         if secret:
             self.transport.headers[WORKER_SECRET_HEADER] = secret
@@ -173,7 +176,7 @@ class WorkerLoop:
     def _work_until_stopped(self) -> None:
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
         threads += [threading.Thread(target=self._slot_loop, name=f"slot-{n}", daemon=True)
-                    for n in range(self.settings.capacity)]
+                    for n in range(-(-self.settings.capacity // self.settings.batch))]
         for thread in threads:
             thread.start()
         # Timed waits: a signal the kernel delivered to another thread runs its Python
@@ -207,8 +210,25 @@ class WorkerLoop:
             signal.signal(signum, handler)
 
     def wake_heartbeat(self) -> None:
-        """Send a heartbeat now (the busy/idle state or the provider's health changed)."""
+        """Send a heartbeat now (the provider's health changed, the worker stops...)."""
+        self._beat_now = True
         self._wake_heartbeat.set()
+
+    def _busy_changed(self) -> None:
+        """A task ended: heartbeat soon, at most once per BUSY_HEARTBEAT_SECONDS (a worker
+        moving thousands of short tasks a second must not send two each), at once when
+        the provider's state changed since the last one."""
+        if self._info() != self._sent_info:
+            self._beat_now = True
+        self._wake_heartbeat.set()
+
+    def _info(self) -> dict[str, Any] | None:
+        """What heartbeats report besides leases: the provider's state (None: no provider)."""
+        if self.provider is None or not hasattr(self.provider, "status"):
+            return None
+        # A provider's error text may hold what the server's gate refuses (NUL, a lone
+        # surrogate): replaced here, or every heartbeat would be refused and we'd "die".
+        return finite_json({"provider": self.provider.status()})
 
     def _hand_back_running(self) -> None:
         """Stop every running task (each hands itself back) and wait a little for them and
@@ -246,9 +266,10 @@ class WorkerLoop:
     # -- leasing and executing ----------------------------------------------------------
 
     def _slot_loop(self) -> None:
+        step = self.run_once if self.settings.batch == 1 else self.run_batch_once
         while not self.stopping.is_set():
             try:
-                self.run_once(wait_seconds=self.settings.poll_wait_seconds)
+                step(wait_seconds=self.settings.poll_wait_seconds)
             except ServerUnreachable as exc:
                 log.warning("%s; polling again shortly", exc)
                 self._wake_heartbeat.set()  # a lease may have been lost with the answer
@@ -261,23 +282,46 @@ class WorkerLoop:
 
     def run_once(self, *, wait_seconds: float = 0.0) -> bool:
         """Lease one task, run it and report its result; False when there was none."""
+        payloads = self._poll(wait_seconds, limit=None)
+        for payload in payloads:
+            self.execute_and_report(payload)
+        return bool(payloads)
+
+    def run_batch_once(self, *, wait_seconds: float = 0.0) -> bool:
+        """Lease up to ``batch`` tasks in one poll, run them one after another and report
+        their results in one request; False when there was none."""
+        payloads = self._poll(wait_seconds, limit=self.settings.batch)
+        held = [self._start(payload) for payload in payloads]
+        try:
+            ended = [(running, self._outcome(payload, running))
+                     for payload, running in zip(payloads, held, strict=True)]
+            self._deliver_results([(running, result) for running, result in ended
+                                   if result is not None])
+        finally:
+            self._forget(held)
+        return bool(payloads)
+
+    def _poll(self, wait_seconds: float, *, limit: int | None) -> list[dict[str, Any]]:
+        """Long-poll for up to ``limit`` tasks (None: the seed's one); those leased in the
+        race with a stop are given straight back."""
         allowance = self._token_allowance()
         wait_seconds = self._poll_seconds(wait_seconds)
         params: dict[str, Any] = {"wait": wait_seconds}
         if allowance is not None:
             params["max_tokens"] = allowance
+        if limit is not None:
+            params["limit"] = limit
         answer = self.transport.get(worker_path(self.settings.worker_id, "tasks"), params=params,
                                     timeout_seconds=wait_seconds + 30)
-        payload = answer.get("task")
-        if not payload:
-            if answer.get("retry_after"):  # the server could not hold the poll: it is busy
-                self.stopping.wait(float(answer["retry_after"]) * (1 + random.random() / 2))
-            return False
-        if self.stopping.is_set():  # leased in the race with a stop: give it straight back
-            self._release(payload["task_id"], payload["lease_token"])
-            return True
-        self.execute_and_report(payload)
-        return True
+        payloads = answer.get("tasks") if limit is not None else [answer.get("task")]
+        payloads = [payload for payload in payloads or [] if payload]
+        if not payloads and answer.get("retry_after"):  # the server could not hold the poll
+            self.stopping.wait(float(answer["retry_after"]) * (1 + random.random() / 2))
+        if self.stopping.is_set():
+            for payload in payloads:
+                self._release(payload["task_id"], payload["lease_token"])
+            return []
+        return payloads
 
     def _token_allowance(self) -> int | None:
         """What the provider's budget lets this worker take now (None: anything).
@@ -310,29 +354,42 @@ class WorkerLoop:
         """Run one leased task and deliver its result (or hand it back when stopping)."""
         running = self._start(payload)
         try:
-            try:
-                result = self._execute(payload, running.context)
-            except TaskCancelled:
-                if not running.timed_out:
-                    self._after_cancel(running)
-                    return
-                result = {"success": False, "retryable": True,
-                          "error": time_limit_error(running.context.time_limit_seconds or 0)}
-            except ElasticError as exc:
-                log.info("handing %s back: %s", running.task_id, exc.message)
-                running.handing_back = True
-                self._after_cancel(running)
-                return
-            if running.checkpoint_error is not None:
-                result["checkpoint_error"] = running.checkpoint_error
-            running.delivering = True
-            self._record_history(running, result)
-            self._deliver_result(running, result)
+            result = self._outcome(payload, running)
+            if result is not None:
+                self._deliver_result(running, result)
         finally:
-            with self._idle:
+            self._forget([running])
+
+    def _outcome(self, payload: Mapping[str, Any], running: RunningTask) -> dict[str, Any] | None:
+        """Run a held task to the result to deliver; None when it was handed back or dropped."""
+        running.started_at = time.time()  # a task of a batch waits for those before it
+        try:
+            running.context.check_cancelled()  # stopping, or revoked while it waited
+            result = self._execute(payload, running.context)
+        except TaskCancelled:
+            if not running.timed_out:
+                self._after_cancel(running)
+                return None
+            result = {"success": False, "retryable": True,
+                      "error": time_limit_error(running.context.time_limit_seconds or 0)}
+        except ElasticError as exc:
+            log.info("handing %s back: %s", running.task_id, exc.message)
+            running.handing_back = True
+            self._after_cancel(running)
+            return None
+        if running.checkpoint_error is not None:
+            result["checkpoint_error"] = running.checkpoint_error
+        running.delivering = True
+        self._record_history(running, result)
+        return result
+
+    def _forget(self, ended: list[RunningTask]) -> None:
+        """The tasks are no longer held: delivered, refused or handed back."""
+        with self._idle:
+            for running in ended:
                 self.running.pop(running.task_id, None)
-                self._idle.notify_all()
-            self.wake_heartbeat()
+            self._idle.notify_all()
+        self._busy_changed()
 
     def _start(self, payload: Mapping[str, Any]) -> RunningTask:
         context = ExecutionContext(
@@ -346,9 +403,11 @@ class WorkerLoop:
         context.on_checkpoint = lambda state: self._save_checkpoint(running, state)
         with self._lock:
             self.running[running.task_id] = running
+        # At once: a beat that left before this lease must not be the last word on it (a
+        # worker dying now is then declared dead, not its lease expired).
         self.wake_heartbeat()
-        log.info("running %s (%s, attempt %s)", running.task_id, running.task_type,
-                 payload.get("attempt"))
+        log.debug("running %s (%s, attempt %s)", running.task_id, running.task_type,
+                  payload.get("attempt"))
         return running
 
     def _time_limit(self, task_seconds: object) -> float | None:
@@ -447,6 +506,46 @@ class WorkerLoop:
             time.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
+    def _deliver_results(self, ended: list[tuple[RunningTask, dict[str, Any]]]) -> None:
+        """Report several results in one request (``POST /api/workers/<id>/results``),
+        retried like one result; each is answered on its own (a stale lease refused
+        alone). A request over the server's body limit is sent one result at a time."""
+        if not ended:
+            return
+        items = [{"task_id": running.task_id, "lease_token": running.lease_token,
+                  "result": finite_json(result)} for running, result in ended]
+        deadline = time.monotonic() + self.settings.result_delivery_seconds
+        delay = 0.5
+        while True:
+            try:
+                answer = self.transport.post(worker_path(self.settings.worker_id, "results"),
+                                             {"results": items})
+                break
+            except BodyTooLarge:
+                for running, result in ended:
+                    self._deliver_result(running, result)
+                return
+            except ElasticError as exc:
+                if self.stopping.is_set():
+                    deadline = min(deadline, time.monotonic() + STOPPING_DELIVERY_SECONDS)
+                if not is_worth_retrying(exc) or time.monotonic() > deadline:
+                    log.error("%d results not delivered: %s", len(items), exc.message)
+                    self.counts["refused"] += len(items)
+                    return
+                log.warning("%d results not delivered (%s); retrying in %.1f s",
+                            len(items), exc.message, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+        self._count_answers(items, answer.get("results", []))
+
+    def _count_answers(self, items: list[dict[str, Any]], answers: list[dict[str, Any]]) -> None:
+        for item, answer in zip(items, answers, strict=False):
+            if answer.get("status") != "received":
+                log.error("result of %s not accepted: %s", item["task_id"], answer.get("error"))
+                self.counts["refused"] += 1
+            else:
+                self.counts["completed" if item["result"].get("success") else "failed"] += 1
+
     def _record_history(self, running: RunningTask, result: Mapping[str, Any]) -> None:
         ended = time.time()
         self.history.appendleft({
@@ -476,8 +575,13 @@ class WorkerLoop:
                 pause = min(pause, BUSY_HEARTBEAT_SECONDS)
             if failures:  # try again soon: the server may be back and our leases at stake
                 pause = min(pause, 0.5 * 2 ** min(failures, 5))
+            sent = time.monotonic()
             self._wake_heartbeat.wait(pause)
             self._wake_heartbeat.clear()
+            rest = sent + BUSY_HEARTBEAT_SECONDS - time.monotonic()
+            if rest > 0 and not failures and not self._beat_now:  # see _busy_changed
+                self.stopping.wait(rest)
+            self._beat_now = False
 
     def _stop_overdue_tasks(self) -> None:
         """Cancel the tasks running past their time limit (they report a failure saying so)."""
@@ -496,10 +600,9 @@ class WorkerLoop:
             running = {r.task_id: {"lease_token": r.lease_token, "progress": r.progress}
                        for r in self.running.values()}
         body: dict[str, Any] = {"tasks": running}
-        if self.provider is not None and hasattr(self.provider, "status"):
-            # A provider's error text may hold what the server's gate refuses (NUL, a lone
-            # surrogate): replaced here, or every heartbeat would be refused and we'd "die".
-            body["info"] = finite_json({"provider": self.provider.status()})
+        info = self._info()
+        if info is not None:
+            body["info"] = self._sent_info = info
         answer = self.transport.post(worker_path(self.settings.worker_id, "heartbeat"), body)
         revoked = answer.get("revoked", [])
         with self._lock:
