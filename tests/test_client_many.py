@@ -98,6 +98,7 @@ def mutations(count: int) -> list[dict[str, Any]]:
     return [{"genome": GENOME, "mutation_rate": 0.5, "seed": seed} for seed in range(count)]
 
 
+@pytest.mark.stress
 def test_1000_tasks_through_map_hold_one_wait_thread(counted_server):
     with Client(counted_server.url, local_fallback=False) as client:
         results = list(client.map("evolution_mutation", mutations(1000), timeout=120))

@@ -138,6 +138,7 @@ def test_restarts_every_second_do_not_keep_a_dead_worker_alive_nor_kill_a_live_o
 
 # -- random kills --------------------------------------------------------------------------------
 
+@pytest.mark.stress
 def test_kill_9_of_workers_and_the_server_at_random_moments_runs_every_task_to_one_result(
         start_server: Starter, scripted_workers: Callable[..., subprocess.Popen[bytes]],
         project_folder: Path) -> None:

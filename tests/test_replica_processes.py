@@ -44,6 +44,7 @@ def worker_states(server: ServerProcess) -> dict[str, str]:
 
 # 5,000 tasks take about a minute on a quiet 2-core machine today (the lease and result
 # path, not the replicas, sets the pace), more under load: bounded at 5 minutes.
+@pytest.mark.stress
 @pytest.mark.timeout(300)
 def test_a_batch_through_two_replicas_completes_exactly_once_though_one_is_killed_midway(
         postgres_url: str, start_server: Starter, start_worker: WorkerStarter,
