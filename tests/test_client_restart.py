@@ -17,7 +17,8 @@ import requests
 from conftest import FAST_CONFIG, wait_until
 from handmade_worker import HandmadeWorker
 
-from elastic.client import AsyncClient, Client, ServerUnreachable
+from elastic.client import AnswerLost, AsyncClient, Client, ServerUnreachable
+from elastic.client.core import ClientCore
 
 MUTATION = {"genome": {"param1": 0.7}, "mutation_rate": 0.5}
 
@@ -71,3 +72,19 @@ def test_a_task_accepted_before_the_orchestrator_went_away_is_not_run_locally(st
     restarted = start_server(server.database_url, port=server.port)
     status = requests.get(f"{restarted.url}/api/tasks/status/{task_id}", timeout=5).json()
     assert status["status"] == "pending"
+
+
+def test_a_submit_whose_answer_was_lost_is_never_run_locally_though_the_retry_is_refused() -> None:
+    # The first try reached the orchestrator (it queued the task) and its answer was lost
+    # in a kill -9; the retry found the port closed. That task may be queued: running it
+    # here too would run it twice, so the flow raises AnswerLost and never runs it.
+    core = ClientCore("http://127.0.0.1:9", token=None, timeout=0.2, local_fallback=True,
+                      local_provider=None, recheck_after_seconds=30.0)
+    flow = core.run_flow("evolution_mutation", MUTATION, priority=5, timeout=10,
+                         local_fallback=True)
+    effects = [next(flow), flow.throw(AnswerLost("the answer was lost"))]
+    effects.append(flow.send(None))
+    time.sleep(0.3)  # past the submit's retry deadline
+    with pytest.raises(AnswerLost, match="may have arrived"):
+        flow.throw(ServerUnreachable("connection refused"))
+    assert [type(effect).__name__ for effect in effects] == ["Call", "Pause", "Call"]

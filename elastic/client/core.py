@@ -268,15 +268,21 @@ class ClientCore:
                  retry_refused: bool = True) -> Flow[dict[str, Any]]:
         """``make_call()``'s answer, asked again with backoff while the orchestrator cannot
         be reached, until ``until`` (None: no limit). A refused connection (nothing
-        sent) is retried only with ``retry_refused``."""
+        sent) is retried only with ``retry_refused``, or once an earlier try's answer was
+        lost: that try may have arrived, so the error raised then is ``AnswerLost``."""
         delay = FIRST_RETRY_SECONDS
+        may_have_arrived = False
         while True:
             try:
                 answer: dict[str, Any] = yield make_call()
                 return answer
             except ServerUnreachable as error:
+                may_have_arrived = may_have_arrived or isinstance(error, AnswerLost)
                 left = seconds_left(until)
-                if left <= 0 or not (retry_refused or isinstance(error, AnswerLost)):
+                if left <= 0 or not (retry_refused or may_have_arrived):
+                    if may_have_arrived and not isinstance(error, AnswerLost):
+                        raise AnswerLost(f"{error.message} (an earlier try's answer was "
+                                         "lost: it may have arrived)") from error
                     raise
                 yield Pause(min(delay, left))
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
