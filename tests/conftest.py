@@ -292,6 +292,7 @@ def start_worker(project_folder: Path) -> Iterator[Callable[..., subprocess.Pope
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()  # reaped, or its Popen warns "still running" in a later test
 
 
 @pytest.fixture
