@@ -64,6 +64,14 @@ def test_ci_runs_the_readmes_test_command_with_the_constraints_in_its_own_venv()
     assert "python3 -m venv" in ci
 
 
+def test_every_source_folder_is_a_package_so_the_wheel_carries_it() -> None:
+    # setup.py lists packages with find_packages, which skips a folder without an
+    # __init__.py: the editable install still imports it, the built wheel lacks it.
+    folders = {path.parent for path in (ROOT / "elastic").rglob("*.py")}
+    assert [str(folder.relative_to(ROOT)) for folder in sorted(folders)
+            if not (folder / "__init__.py").is_file()] == []
+
+
 def test_the_constraints_pin_every_package_exactly() -> None:
     lines = [line for line in (ROOT / "constraints.txt").read_text().splitlines()
              if line and not line.startswith((" ", "#"))]
