@@ -340,7 +340,9 @@ def test_serve_takes_the_seed_example_from_task_queues_into_the_queue(
     wait_until(lambda: queued_ids() == ["sim_001", "sim_002"], message="the seed's two tasks")
     wait_until(lambda: not (queues / "mi_lote_20240708_143000.json").exists(),
                message="the file to leave task_queues/")
-    (moved,) = listing(queues / "processed")
+    # Claimed by a rename first, queued, then moved: processed/ gets it a moment later.
+    (moved,) = wait_until(lambda: listing(queues / "processed"),
+                          message="the file in processed/")  # type: ignore[misc]
     assert re.fullmatch(r"\d{8}_\d{6}_mi_lote_20240708_143000\.json", moved)
     tasks = {task["task_id"]: task for task in requests.get(f"{server.url}/tasks", timeout=5).json()}
     assert (tasks["sim_001"]["priority"], tasks["sim_002"]["priority"]) == ("high", "medium")
